@@ -81,10 +81,12 @@ impl DcapVerifier {
         now: SystemTime,
     ) -> Result<Claims> {
         let (tee, _) = parse_quote(raw)?;
+        let now = unix_secs(now);
+        check_collateral_window(tee, collateral, now)?;
         let report = self
             .inner
-            .verify(raw, collateral, unix_secs(now))
-            .map_err(|e| Error::rejected(tee, format!("{e:#}")))?;
+            .verify(raw, collateral, now)
+            .map_err(|e| Error::rejected(tee, humanize_times(&format!("{e:#}"))))?;
         let mut claims = report_claims(tee, quote_version(raw), &report.report, true);
         claims.tcb_status = Some(report.status.clone());
         claims.advisory_ids = report.advisory_ids.clone();
@@ -120,6 +122,77 @@ impl Verifier for DcapVerifier {
         let collateral = parse_collateral(json)?;
         self.verify_quote(&evidence.evidence, &collateral, now)
     }
+}
+
+/// Refuses collateral whose TCB info or QE identity is not valid at `now`, naming the window.
+///
+/// dcap-qvl checks this too; checking first lets the error say which document and which dates.
+fn check_collateral_window(tee: Tee, c: &Collateral, now: u64) -> Result<()> {
+    for (name, json) in [("TCB info", &c.tcb_info), ("QE identity", &c.qe_identity)] {
+        let v: serde_json::Value = serde_json::from_str(json)
+            .map_err(|e| Error::malformed("DCAP collateral", format!("{name} is not JSON: {e}")))?;
+        let date = |field: &str| -> Result<u64> {
+            let text = v[field].as_str().ok_or_else(|| {
+                Error::malformed("DCAP collateral", format!("{name} has no {field} string"))
+            })?;
+            chrono::DateTime::parse_from_rfc3339(text)
+                .ok()
+                .and_then(|t| u64::try_from(t.timestamp()).ok())
+                .ok_or_else(|| {
+                    Error::malformed(
+                        "DCAP collateral",
+                        format!("{name} {field} {text:?} is not an RFC 3339 time"),
+                    )
+                })
+        };
+        let (issue, next) = (date("issueDate")?, date("nextUpdate")?);
+        if now < issue || now > next {
+            return Err(Error::rejected(
+                tee,
+                format!(
+                    "collateral not valid at {}: {name} is valid from {} to {} (fetch fresh collateral, \
+                     or verify --at a time inside that window)",
+                    rfc3339(now),
+                    rfc3339(issue),
+                    rfc3339(next)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn rfc3339(secs: u64) -> String {
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| format!("{secs} (Unix seconds)"))
+}
+
+/// Rewrites webpki's `UnixTime(1775215317)` in error messages as RFC 3339 times.
+fn humanize_times(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(i) = rest.find("UnixTime(") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + "UnixTime(".len()..];
+        match after
+            .find(')')
+            .and_then(|j| after[..j].parse::<u64>().ok().map(|n| (j, n)))
+        {
+            Some((j, n)) => {
+                out.push_str(&rfc3339(n));
+                rest = &after[j + 1..];
+            }
+            None => {
+                out.push_str("UnixTime(");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn quote_version(raw: &[u8]) -> u16 {

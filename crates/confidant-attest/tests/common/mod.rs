@@ -20,3 +20,26 @@ pub fn read(rel: &str) -> Vec<u8> {
 pub fn at(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs)
 }
+
+/// 2025-06-19T12:00:00Z: inside the validity window of the SGX and TDX sample collateral.
+pub const SAMPLE_TIME: u64 = 1_750_334_400;
+/// 2026-03-01T00:00:00Z: inside the validity window of the outdated TDX sample's collateral.
+pub const OUTDATED_SAMPLE_TIME: u64 = 1_772_323_200;
+
+/// A small deterministic PRNG (xorshift64*) so garbage inputs are reproducible.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next pseudo-random 64-bit value.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// `n` pseudo-random bytes.
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next_u64() as u8).collect()
+    }
+}

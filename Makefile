@@ -1,0 +1,49 @@
+# Confidant — the two commands of the README, and their parts.
+#   make demo   the main job end to end (today: the attestation demo)
+#   make test   formatting, lints and every test
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.PHONY: all build release deps test fmt-check clippy unit demo fuzz bench clean
+
+all: build
+
+build:
+	$(CARGO) build --workspace
+
+release:
+	$(CARGO) build --release -p confidant
+
+# Debian packages the demo and tests use. Installed only when missing (needs root).
+DEB_PACKAGES := openssl
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@command -v rustfmt >/dev/null && $(CARGO) clippy --version >/dev/null 2>&1 || rustup component add rustfmt clippy
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test --workspace
+
+test: deps fmt-check clippy unit
+
+demo: deps release
+	bash scripts/demo.sh
+
+# Every fuzz target for SECONDS each (default 300); needs the nightly toolchain and cargo-fuzz.
+fuzz:
+	bash fuzz/run-all.sh $(SECONDS)
+
+bench:
+	bash bench/attest-verify
+
+clean:
+	$(CARGO) clean
