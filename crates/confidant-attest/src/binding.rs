@@ -57,7 +57,11 @@ pub fn check_binding(
     } else {
         Err(Mismatch::new(
             "report_data",
-            hex::encode(want),
+            format!(
+                "{} (binding of the nonce and public key for {})",
+                hex::encode(want),
+                purpose.as_str()
+            ),
             hex::encode(got),
         ))
     }
@@ -80,6 +84,10 @@ mod tests {
         assert!(check_binding(&rd, Purpose::Activate, b"nonce2", b"key").is_err());
         let err = check_binding(&rd, Purpose::Activate, b"nonce", b"key2").unwrap_err();
         assert_eq!(err.field, "report_data");
+        assert!(
+            err.expected
+                .ends_with("(binding of the nonce and public key for activate)")
+        );
         assert_eq!(err.got, hex::encode(rd));
     }
 

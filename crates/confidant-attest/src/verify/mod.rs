@@ -81,9 +81,7 @@ impl Verifiers {
             (Tee::Sim, Some(sim)) => sim.verify(evidence, now),
             (Tee::Sim, None) => Err(Error::NotTrusted {
                 tee: Tee::Sim,
-                reason:
-                    "SIMULATION evidence is refused: no simulation platform key is trusted here"
-                        .into(),
+                reason: "no simulation platform key is trusted here".into(),
             }),
         }
     }
