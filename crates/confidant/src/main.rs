@@ -7,6 +7,7 @@
 
 mod attest;
 mod home;
+mod image;
 mod output;
 
 use std::path::PathBuf;
@@ -45,6 +46,9 @@ enum Command {
     /// Produce, inspect and verify TEE evidence (SGX DCAP, TDX, SEV-SNP, simulation).
     #[command(subcommand)]
     Attest(attest::AttestCommand),
+    /// Convert, encrypt, decrypt, move and unpack OCI images.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
 }
 
 /// The outcome of a command, mapped to the exit code.
@@ -63,6 +67,7 @@ fn main() -> ExitCode {
     let home = home::resolve(cli.home.clone());
     let result = match cli.command {
         Command::Attest(cmd) => attest::run(cmd, &home, cli.output),
+        Command::Image(cmd) => image::run(cmd, cli.output),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

@@ -12,6 +12,7 @@
 use sev::certs::snp::{Certificate as SevCertificate, Verifiable, builtin};
 use x509_cert::Certificate;
 use x509_cert::der::asn1::{ObjectIdentifier, OctetStringRef};
+use x509_cert::der::pem::PemLabel;
 use x509_cert::der::{Decode, DecodePem};
 use x509_cert::name::Name;
 
@@ -69,7 +70,7 @@ pub(crate) fn builtin_chains() -> std::result::Result<Vec<BuiltinChain>, String>
 pub(crate) fn parse_vek(bytes: &[u8]) -> Result<Certificate> {
     let trimmed = bytes.trim_ascii_start();
     if trimmed.starts_with(b"-----BEGIN") {
-        Certificate::from_pem(trimmed).map_err(|e| {
+        cert_from_pem(trimmed).map_err(|e| {
             Error::malformed(WHAT_VEK, format!("expected a PEM X.509 certificate: {e}"))
         })
     } else {
@@ -85,6 +86,16 @@ pub(crate) fn parse_vek(bytes: &[u8]) -> Result<Certificate> {
     }
 }
 
+/// Parses one PEM certificate from untrusted bytes: the PEM is decoded to DER in memory first.
+/// Not `DecodePem::from_pem`: der 0.7's streaming PEM reader loops forever when the base64
+/// body ends inside a DER length field (e.g. a body of just `MIIG`). Found by fuzzing
+/// (`fuzz/`, target snp_endorsements).
+fn cert_from_pem(pem: &[u8]) -> x509_cert::der::Result<Certificate> {
+    let (label, der) = x509_cert::der::pem::decode_vec(pem)?;
+    Certificate::validate_pem_label(label)?;
+    Certificate::from_der(&der)
+}
+
 /// Parses the PEM certificates of a chain, in order.
 pub(crate) fn parse_pem_chain(pem: &str) -> Result<Vec<Certificate>> {
     const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
@@ -97,7 +108,7 @@ pub(crate) fn parse_pem_chain(pem: &str) -> Result<Vec<Certificate>> {
         let end = block.find(END).ok_or_else(|| {
             Error::malformed(WHAT_CHAIN, format!("certificate {n} has no `{END}` line"))
         })? + END.len();
-        let cert = Certificate::from_pem(&block.as_bytes()[..end])
+        let cert = cert_from_pem(&block.as_bytes()[..end])
             .map_err(|e| Error::malformed(WHAT_CHAIN, format!("certificate {n}: {e}")))?;
         certs.push(cert);
         rest = &block[end..];

@@ -1,0 +1,31 @@
+//! DCAP quotes (SGX and TDX) from untrusted bytes: parse-only inspection and full verification
+//! against the real collateral. Any panic is a bug; errors are the expected outcome.
+#![no_main]
+
+mod common;
+
+use confidant_attest::Tee;
+use confidant_attest::verify::dcap;
+use libfuzzer_sys::fuzz_target;
+
+use common::*;
+
+fuzz_target!(|data: &[u8]| {
+    let parsed = dcap::inspect(data);
+    let _ = dcap::parse_quote(data);
+    // Verify against the collateral of the quote's own kind, so mutated quotes of either kind
+    // reach past the FMSPC/collateral match into TCB, QE identity and signature checks.
+    let collateral = match &parsed {
+        Ok(c) if c.tee == Tee::Sgx => &*SGX_COLLATERAL,
+        _ => &*TDX_COLLATERAL,
+    };
+    let verified = DCAP.verify_quote(data, collateral, at(DCAP_NOW_SECS));
+    if verified.is_ok() {
+        // Whatever verifies must also parse.
+        assert!(parsed.is_ok(), "a quote verified but does not inspect");
+    }
+    // The collateral parser, on the same bytes seen as text.
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = dcap::parse_collateral_str(text);
+    }
+});
