@@ -60,7 +60,11 @@ fn base64(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -79,12 +83,18 @@ fuzz_target!(|data: &[u8]| {
 
     // The bytes as the decoded JSON documents.
     if let Ok(public) = PublicLayerBlockCipherOptions::from_json(data) {
-        let again = PublicLayerBlockCipherOptions::from_json(&public.to_json()).expect("own output parses");
+        let again =
+            PublicLayerBlockCipherOptions::from_json(&public.to_json()).expect("own output parses");
         assert_eq!(again, public, "public options do not round-trip");
     }
     if let Ok(private) = PrivateLayerBlockCipherOptions::from_json(data) {
-        let again = PrivateLayerBlockCipherOptions::from_json(&private.to_json()).expect("own output parses");
-        assert_eq!(again.to_json(), private.to_json(), "private options do not round-trip");
+        let again = PrivateLayerBlockCipherOptions::from_json(&private.to_json())
+            .expect("own output parses");
+        assert_eq!(
+            again.to_json(),
+            private.to_json(),
+            "private options do not round-trip"
+        );
     }
     if let Ok(jwe) = Jwe::parse(data) {
         let _ = jwe.recipient_algorithms();
@@ -112,6 +122,10 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(private) = PrivateKey::from_pem_or_der(data) {
         let again = PrivateKey::from_pem_or_der(private.to_pkcs8_der()).expect("own PKCS#8 parses");
-        assert_eq!(again.public_key(), private.public_key(), "PKCS#8 does not round-trip");
+        assert_eq!(
+            again.public_key(),
+            private.public_key(),
+            "PKCS#8 does not round-trip"
+        );
     }
 });

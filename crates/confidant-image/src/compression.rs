@@ -16,18 +16,42 @@ pub enum Compression {
 }
 
 impl Compression {
-    /// From a layer media type (encrypted or not, OCI or Docker).
-    pub fn from_media_type(mt: &str) -> Result<Compression> {
-        let base = mt.strip_suffix("+encrypted").unwrap_or(mt);
-        if base.ends_with("tar+gzip") || base.ends_with(".tar.gzip") {
-            Ok(Compression::Gzip)
-        } else if base.ends_with("tar+zstd") {
-            Ok(Compression::Zstd)
-        } else if base.ends_with(".tar") || base.ends_with("rootfs.diff.tar") {
-            Ok(Compression::None)
-        } else {
-            Err(Error::Unsupported(format!("layer media type {mt:?}")))
+    /// From a layer media type, OCI or Docker, distributable or not
+    /// (`application/vnd.oci.image.layer.v1.tar+gzip`, `…tar+zstd`, `…tar`,
+    /// `application/vnd.docker.image.rootfs.diff.tar.gzip`), or a bare name: `gzip`, `zstd`,
+    /// `none` (or empty). Encrypted media types (`…+encrypted`) are refused: decrypting the layer
+    /// yields the inner media type, whose bytes are the ones to decompress.
+    pub fn from_media_type(media_type_or_name: &str) -> Result<Compression> {
+        let s = media_type_or_name;
+        match s {
+            "" | "none" | "identity" | "tar" => return Ok(Compression::None),
+            "gzip" | "gz" => return Ok(Compression::Gzip),
+            "zstd" | "zst" => return Ok(Compression::Zstd),
+            _ => {}
         }
+        if s.ends_with("+encrypted") {
+            return Err(Error::Unsupported(format!(
+                "layer media type {s:?} is encrypted: decrypt the layer before decompressing it"
+            )));
+        }
+        let layer = s
+            .strip_prefix("application/vnd.oci.image.layer.")
+            .or_else(|| s.strip_prefix("application/vnd.docker.image.rootfs."));
+        if let Some(rest) = layer {
+            if rest.ends_with("tar") {
+                return Ok(Compression::None);
+            }
+            if rest.ends_with("tar+gzip") || rest.ends_with("tar.gzip") {
+                return Ok(Compression::Gzip);
+            }
+            if rest.ends_with("tar+zstd") || rest.ends_with("tar.zstd") {
+                return Ok(Compression::Zstd);
+            }
+        }
+        Err(Error::Unsupported(format!(
+            "layer media type or compression {s:?}: expected an OCI or Docker layer media type \
+             (tar, tar+gzip, tar+zstd) or one of none, gzip, zstd"
+        )))
     }
 
     /// From the first bytes of a blob.
@@ -51,11 +75,13 @@ impl Compression {
     }
 
     /// A reader yielding the decompressed bytes of `r`.
-    pub fn decoder<'a, R: Read + Send + 'a>(self, r: R) -> Result<Box<dyn Read + Send + 'a>> {
+    pub fn decoder<'a, R: Read + 'a>(self, r: R) -> Result<Box<dyn Read + 'a>> {
         Ok(match self {
             Compression::None => Box::new(r),
             // MultiGzDecoder: gzip files may hold several members (pigz and some tools write them).
-            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 16, r))),
+            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
+                BufReader::with_capacity(1 << 16, r),
+            )),
             Compression::Zstd => Box::new(
                 zstd::stream::read::Decoder::new(r)
                     .map_err(|e| Error::malformed("zstd layer", e.to_string()))?,

@@ -45,7 +45,11 @@ impl Default for Platform {
             "x86" => "386",
             other => other,
         };
-        Platform { os: "linux".into(), architecture: architecture.into(), variant: None }
+        Platform {
+            os: "linux".into(),
+            architecture: architecture.into(),
+            variant: None,
+        }
     }
 }
 
@@ -87,7 +91,8 @@ pub struct LayerReport {
 pub fn resolve_manifest(src: &mut dyn ImageSource, platform: &Platform) -> Result<ImageManifest> {
     let (bytes, mt) = src.manifest()?;
     let bytes = if media::is_index(&mt) || looks_like_index(&bytes) {
-        let index: ImageIndex = serde_json::from_slice(&bytes).map_err(|e| Error::malformed("image index", e.to_string()))?;
+        let index: ImageIndex = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::malformed("image index", e.to_string()))?;
         let digest = pick_platform(&index, platform)?;
         src.manifest_by_digest(&digest)?
     } else {
@@ -97,7 +102,8 @@ pub fn resolve_manifest(src: &mut dyn ImageSource, platform: &Platform) -> Resul
 }
 
 fn looks_like_index(bytes: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(bytes).is_ok_and(|v| v.get("manifests").is_some() && v.get("layers").is_none())
+    serde_json::from_slice::<serde_json::Value>(bytes)
+        .is_ok_and(|v| v.get("manifests").is_some() && v.get("layers").is_none())
 }
 
 /// The digest of the index entry for `platform`.
@@ -108,8 +114,17 @@ pub fn pick_platform(index: &ImageIndex, platform: &Platform) -> Result<Digest> 
             let os = p.os().to_string();
             let arch = p.architecture().to_string();
             let variant = p.variant().clone();
-            present.push(format!("{os}/{arch}{}", variant.as_deref().map(|v| format!("/{v}")).unwrap_or_default()));
-            if os == platform.os && arch == platform.architecture && (platform.variant.is_none() || platform.variant == variant) {
+            present.push(format!(
+                "{os}/{arch}{}",
+                variant
+                    .as_deref()
+                    .map(|v| format!("/{v}"))
+                    .unwrap_or_default()
+            ));
+            if os == platform.os
+                && arch == platform.architecture
+                && (platform.variant.is_none() || platform.variant == variant)
+            {
                 return Digest::parse(d.digest().as_ref());
             }
         }
@@ -120,16 +135,28 @@ pub fn pick_platform(index: &ImageIndex, platform: &Platform) -> Result<Digest> 
             "no manifest for {}/{}{} (platforms present: {present:?})",
             platform.os,
             platform.architecture,
-            platform.variant.as_deref().map(|v| format!("/{v}")).unwrap_or_default()
+            platform
+                .variant
+                .as_deref()
+                .map(|v| format!("/{v}"))
+                .unwrap_or_default()
         ),
     ))
 }
 
 /// A verifying reader over a source blob described by `d`.
-pub(crate) fn verified_blob<'a>(src: &'a mut dyn ImageSource, d: &Descriptor) -> Result<VerifyingReader<Box<dyn Read + Send + 'a>>> {
+pub(crate) fn verified_blob<'a>(
+    src: &'a mut dyn ImageSource,
+    d: &Descriptor,
+) -> Result<VerifyingReader<Box<dyn Read + Send + 'a>>> {
     let digest = Digest::parse(d.digest().as_ref())?;
     let r = src.blob(&digest)?;
-    Ok(VerifyingReader::new(r, format!("blob {digest}"), digest, Some(d.size())))
+    Ok(VerifyingReader::new(
+        r,
+        format!("blob {digest}"),
+        digest,
+        Some(d.size()),
+    ))
 }
 
 /// Whether a layer media type is encrypted.
@@ -138,7 +165,8 @@ pub fn is_encrypted(d: &Descriptor) -> bool {
 }
 
 fn staging_file() -> Result<std::fs::File> {
-    tempfile::tempfile().map_err(|e| Error::io("creating a staging file in", std::env::temp_dir(), e))
+    tempfile::tempfile()
+        .map_err(|e| Error::io("creating a staging file in", std::env::temp_dir(), e))
 }
 
 /// Copies one image from `src` to `dst`, applying `op` to each layer.
@@ -150,7 +178,12 @@ pub fn copy_image(
     progress: &dyn Progress,
 ) -> Result<CopyReport> {
     let manifest = resolve_manifest(src, platform)?;
-    let docker = manifest.media_type().as_ref().map(|m| m.to_string()).as_deref() == Some(media::DOCKER_MANIFEST)
+    let docker = manifest
+        .media_type()
+        .as_ref()
+        .map(|m| m.to_string())
+        .as_deref()
+        == Some(media::DOCKER_MANIFEST)
         || manifest.config().media_type().to_string() == media::DOCKER_CONFIG;
     let changes_layers = match op {
         LayerOp::Keep => false,
@@ -170,7 +203,7 @@ pub fn copy_image(
         }
     }
     if to_oci {
-        config.set_media_type(MediaType::from(media::to_oci(&config.media_type().to_string())));
+        config.set_media_type(MediaType::from(media::to_oci(config.media_type().as_ref())));
     }
 
     let mut layers = Vec::new();
@@ -191,14 +224,22 @@ pub fn copy_image(
     let mut out = manifest.clone();
     out.set_config(config);
     out.set_layers(layers);
-    let mt = if to_oci || !docker { media::OCI_MANIFEST } else { media::DOCKER_MANIFEST };
+    let mt = if to_oci || !docker {
+        media::OCI_MANIFEST
+    } else {
+        media::DOCKER_MANIFEST
+    };
     if to_oci || !docker {
         out.set_media_type(Some(MediaType::ImageManifest));
     }
-    let bytes = serde_json::to_vec(&out).map_err(|e| Error::malformed("manifest", e.to_string()))?;
+    let bytes =
+        serde_json::to_vec(&out).map_err(|e| Error::malformed("manifest", e.to_string()))?;
     let manifest_digest = dst.put_manifest(&bytes, mt)?;
     dst.commit()?;
-    Ok(CopyReport { manifest_digest: manifest_digest.to_string(), layers: report })
+    Ok(CopyReport {
+        manifest_digest: manifest_digest.to_string(),
+        layers: report,
+    })
 }
 
 fn copy_layer(
@@ -209,7 +250,11 @@ fn copy_layer(
     to_oci: bool,
 ) -> Result<Descriptor> {
     let mt = l.media_type().to_string();
-    let oci_mt = if to_oci { media::to_oci(&mt).to_string() } else { mt.clone() };
+    let oci_mt = if to_oci {
+        media::to_oci(&mt).to_string()
+    } else {
+        mt.clone()
+    };
     match op {
         LayerOp::Encrypt(recipients) if !is_encrypted(l) => {
             let mut staged = staging_file()?;
@@ -217,10 +262,15 @@ fn copy_layer(
                 let mut r = verified_blob(src, l)?;
                 let enc = crypt::encrypt_layer(&mut r, &mut staged, recipients)
                     .map_err(|e| reattach(e, l))?;
-                staged.seek(SeekFrom::Start(0)).map_err(|e| Error::io("rewinding", "staging file", e))?;
-                let (digest, size) = dst.put_blob(&mut staged, Some(&Digest::parse(&enc.digest)?))?;
+                staged
+                    .seek(SeekFrom::Start(0))
+                    .map_err(|e| Error::io("rewinding", "staging file", e))?;
+                let (digest, size) =
+                    dst.put_blob(&mut staged, Some(&Digest::parse(&enc.digest)?))?;
                 let mut d = l.clone();
-                d.set_media_type(MediaType::from(crypt::encrypted_media_type(&oci_mt)?.as_str()));
+                d.set_media_type(MediaType::from(
+                    crypt::encrypted_media_type(&oci_mt)?.as_str(),
+                ));
                 d.set_digest(oci_digest(&digest)?);
                 d.set_size(size);
                 let mut ann = l.annotations().clone().unwrap_or_default();
@@ -231,19 +281,30 @@ fn copy_layer(
         }
         LayerOp::Decrypt(keys) if is_encrypted(l) => {
             let mut staged = staging_file()?;
-            let ann: BTreeMap<String, String> = l.annotations().clone().unwrap_or_default().into_iter().collect();
+            let ann: BTreeMap<String, String> = l
+                .annotations()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
             let dec = {
                 let mut r = verified_blob(src, l)?;
                 crypt::decrypt_layer(&mut r, &mut staged, &ann, keys).map_err(|e| reattach(e, l))?
             };
-            staged.seek(SeekFrom::Start(0)).map_err(|e| Error::io("rewinding", "staging file", e))?;
+            staged
+                .seek(SeekFrom::Start(0))
+                .map_err(|e| Error::io("rewinding", "staging file", e))?;
             let (digest, size) = dst.put_blob(&mut staged, Some(&Digest::parse(&dec.digest)?))?;
             let mut d = l.clone();
-            d.set_media_type(MediaType::from(crypt::decrypted_media_type(&oci_mt)?.as_str()));
+            d.set_media_type(MediaType::from(
+                crypt::decrypted_media_type(&oci_mt)?.as_str(),
+            ));
             d.set_digest(oci_digest(&digest)?);
             d.set_size(size);
-            let kept: std::collections::HashMap<String, String> =
-                ann.into_iter().filter(|(k, _)| !k.starts_with("org.opencontainers.image.enc.")).collect();
+            let kept: std::collections::HashMap<String, String> = ann
+                .into_iter()
+                .filter(|(k, _)| !k.starts_with("org.opencontainers.image.enc."))
+                .collect();
             d.set_annotations(if kept.is_empty() { None } else { Some(kept) });
             Ok(d)
         }
@@ -251,7 +312,8 @@ fn copy_layer(
             let want = Digest::parse(l.digest().as_ref())?;
             if !dst.has_blob(&want)? {
                 let mut r = verified_blob(src, l)?;
-                dst.put_blob(&mut r, Some(&want)).map_err(|e| reattach(e, l))?;
+                dst.put_blob(&mut r, Some(&want))
+                    .map_err(|e| reattach(e, l))?;
             }
             let mut d = l.clone();
             d.set_media_type(MediaType::from(oci_mt.as_str()));
@@ -261,13 +323,18 @@ fn copy_layer(
 }
 
 fn oci_digest(d: &Digest) -> Result<oci_spec::image::Digest> {
-    oci_spec::image::Digest::try_from(d.as_str()).map_err(|e| Error::malformed("digest", e.to_string()))
+    oci_spec::image::Digest::try_from(d.as_str())
+        .map_err(|e| Error::malformed("digest", e.to_string()))
 }
 
 /// I/O errors raised inside readers carry our own error; bring it back out, naming the layer.
 fn reattach(e: Error, l: &Descriptor) -> Error {
     match e {
-        Error::Io { source, .. } => unwrap_io(source, "reading layer", std::path::Path::new(l.digest().as_ref())),
+        Error::Io { source, .. } => unwrap_io(
+            source,
+            "reading layer",
+            std::path::Path::new(l.digest().as_ref()),
+        ),
         other => other,
     }
 }

@@ -14,11 +14,18 @@ impl Digest {
     /// Parses `sha256:<hex>`; other algorithms are refused (OCI allows sha512 too, which no
     /// image we have met uses).
     pub fn parse(s: &str) -> Result<Digest> {
-        let hex = s
-            .strip_prefix("sha256:")
-            .ok_or_else(|| Error::malformed("digest", format!("expected sha256:<hex>, got {s:?}")))?;
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-            return Err(Error::malformed("digest", format!("expected 64 lowercase hex digits after sha256:, got {s:?}")));
+        let hex = s.strip_prefix("sha256:").ok_or_else(|| {
+            Error::malformed("digest", format!("expected sha256:<hex>, got {s:?}"))
+        })?;
+        if hex.len() != 64
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(Error::malformed(
+                "digest",
+                format!("expected 64 lowercase hex digits after sha256:, got {s:?}"),
+            ));
         }
         Ok(Digest(s.to_string()))
     }
@@ -55,12 +62,19 @@ pub struct HashingReader<R> {
 impl<R: Read> HashingReader<R> {
     /// Wraps `inner`.
     pub fn new(inner: R) -> Self {
-        HashingReader { inner, hasher: Sha256::new(), count: 0 }
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
     }
 
     /// The digest and length of everything read so far.
     pub fn finish(self) -> (Digest, u64) {
-        (Digest(format!("sha256:{}", hex::encode(self.hasher.finalize()))), self.count)
+        (
+            Digest(format!("sha256:{}", hex::encode(self.hasher.finalize()))),
+            self.count,
+        )
     }
 }
 
@@ -83,12 +97,20 @@ pub struct HashingWriter<W> {
 impl<W: Write> HashingWriter<W> {
     /// Wraps `inner`.
     pub fn new(inner: W) -> Self {
-        HashingWriter { inner, hasher: Sha256::new(), count: 0 }
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
     }
 
     /// The digest and length of everything written, and the inner writer.
     pub fn finish(self) -> (Digest, u64, W) {
-        (Digest(format!("sha256:{}", hex::encode(self.hasher.finalize()))), self.count, self.inner)
+        (
+            Digest(format!("sha256:{}", hex::encode(self.hasher.finalize()))),
+            self.count,
+            self.inner,
+        )
     }
 }
 
@@ -119,8 +141,19 @@ pub struct VerifyingReader<R> {
 
 impl<R: Read> VerifyingReader<R> {
     /// Wraps `inner`, which must yield `expected` (and `expected_size` bytes, when given).
-    pub fn new(inner: R, what: impl Into<String>, expected: Digest, expected_size: Option<u64>) -> Self {
-        VerifyingReader { inner: HashingReader::new(inner), what: what.into(), expected, expected_size, done: false }
+    pub fn new(
+        inner: R,
+        what: impl Into<String>,
+        expected: Digest,
+        expected_size: Option<u64>,
+    ) -> Self {
+        VerifyingReader {
+            inner: HashingReader::new(inner),
+            what: what.into(),
+            expected,
+            expected_size,
+            done: false,
+        }
     }
 }
 
@@ -134,7 +167,11 @@ impl<R: Read> Read for VerifyingReader<R> {
             if self.inner.count > size {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
-                    Error::integrity(&self.what, format!("{size} bytes"), format!("more than {size} bytes")),
+                    Error::integrity(
+                        &self.what,
+                        format!("{size} bytes"),
+                        format!("more than {size} bytes"),
+                    ),
                 ));
             }
         }
@@ -146,7 +183,11 @@ impl<R: Read> Read for VerifyingReader<R> {
                 if self.inner.count != size {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
-                        Error::integrity(&self.what, format!("{size} bytes"), format!("{} bytes", self.inner.count)),
+                        Error::integrity(
+                            &self.what,
+                            format!("{size} bytes"),
+                            format!("{} bytes", self.inner.count),
+                        ),
                     ));
                 }
             }
@@ -181,7 +222,10 @@ mod tests {
         ok.read_to_end(&mut out).unwrap();
         let mut bad = VerifyingReader::new(&b"hellO"[..], "blob", d.clone(), Some(5));
         let err = bad.read_to_end(&mut Vec::new()).unwrap_err();
-        assert!(err.to_string().contains("integrity check failed for blob"), "{err}");
+        assert!(
+            err.to_string().contains("integrity check failed for blob"),
+            "{err}"
+        );
         let mut short = VerifyingReader::new(&b"hell"[..], "blob", d, Some(5));
         assert!(short.read_to_end(&mut Vec::new()).is_err());
     }

@@ -72,7 +72,11 @@ impl Error {
     }
 
     /// Shorthand for [`Error::Integrity`].
-    pub fn integrity(what: impl Into<String>, expected: impl Into<String>, got: impl Into<String>) -> Self {
+    pub fn integrity(
+        what: impl Into<String>,
+        expected: impl Into<String>,
+        got: impl Into<String>,
+    ) -> Self {
         Error::Integrity {
             what: what.into(),
             expected: expected.into(),

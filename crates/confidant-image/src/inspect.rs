@@ -49,7 +49,8 @@ pub fn inspect(src: &mut dyn ImageSource, platform: &Platform) -> Result<ImageIn
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(&mut verified_blob(src, manifest.config())?, &mut bytes)
         .map_err(|e| crate::digest::unwrap_io(e, "reading", std::path::Path::new("config")))?;
-    let config: ImageConfiguration = serde_json::from_slice(&bytes).map_err(|e| Error::malformed("image config", e.to_string()))?;
+    let config: ImageConfiguration = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::malformed("image config", e.to_string()))?;
     let c = config.config().clone().unwrap_or_default();
     let layers = manifest
         .layers()

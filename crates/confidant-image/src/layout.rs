@@ -23,9 +23,10 @@ impl OciLayout {
     pub fn open(root: impl Into<PathBuf>) -> Result<OciLayout> {
         let root = root.into();
         let marker = root.join("oci-layout");
-        let text = std::fs::read_to_string(&marker).map_err(|e| Error::io("reading", &marker, e))?;
-        let v: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| Error::malformed(marker.display().to_string(), e.to_string()))?;
+        let text =
+            std::fs::read_to_string(&marker).map_err(|e| Error::io("reading", &marker, e))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::malformed(marker.display().to_string(), e.to_string()))?;
         match v.get("imageLayoutVersion").and_then(|v| v.as_str()) {
             Some("1.0.0") => Ok(OciLayout { root }),
             other => Err(Error::malformed(
@@ -43,7 +44,10 @@ impl OciLayout {
         }
         let blobs = root.join("blobs/sha256");
         std::fs::create_dir_all(&blobs).map_err(|e| Error::io("creating", &blobs, e))?;
-        write_atomic(&root.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        write_atomic(
+            &root.join("oci-layout"),
+            br#"{"imageLayoutVersion":"1.0.0"}"#,
+        )?;
         let layout = OciLayout { root };
         let empty = ImageIndexBuilder::default()
             .schema_version(2u32)
@@ -82,28 +86,44 @@ impl OciLayout {
         let bytes = std::fs::read(&p).map_err(|e| Error::io("reading blob", &p, e))?;
         let got = Digest::of(&bytes);
         if &got != digest {
-            return Err(Error::integrity(format!("blob {}", p.display()), digest.to_string(), got.to_string()));
+            return Err(Error::integrity(
+                format!("blob {}", p.display()),
+                digest.to_string(),
+                got.to_string(),
+            ));
         }
         Ok(bytes)
     }
 
     /// Streams `reader` into a new blob; the blob appears under its digest only when complete
     /// (and, with `expected`, only when the digest matches).
-    pub fn put_blob(&self, reader: &mut dyn Read, expected: Option<&Digest>) -> Result<(Digest, u64)> {
+    pub fn put_blob(
+        &self,
+        reader: &mut dyn Read,
+        expected: Option<&Digest>,
+    ) -> Result<(Digest, u64)> {
         let dir = self.root.join("blobs/sha256");
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
-        let tmp = tempfile::NamedTempFile::new_in(&dir).map_err(|e| Error::io("creating a temporary blob in", &dir, e))?;
+        let tmp = tempfile::NamedTempFile::new_in(&dir)
+            .map_err(|e| Error::io("creating a temporary blob in", &dir, e))?;
         let mut w = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, tmp));
         io::copy(reader, &mut w).map_err(|e| unwrap_io(e, "writing blob into", &dir))?;
         let (digest, size, buf) = w.finish();
-        let tmp = buf.into_inner().map_err(|e| Error::io("writing blob into", &dir, e.into_error()))?;
+        let tmp = buf
+            .into_inner()
+            .map_err(|e| Error::io("writing blob into", &dir, e.into_error()))?;
         if let Some(want) = expected {
             if want != &digest {
-                return Err(Error::integrity("blob", want.to_string(), digest.to_string()));
+                return Err(Error::integrity(
+                    "blob",
+                    want.to_string(),
+                    digest.to_string(),
+                ));
             }
         }
         let path = self.blob_path(&digest);
-        tmp.persist(&path).map_err(|e| Error::io("storing blob", &path, e.error))?;
+        tmp.persist(&path)
+            .map_err(|e| Error::io("storing blob", &path, e.error))?;
         Ok((digest, size))
     }
 
@@ -116,11 +136,13 @@ impl OciLayout {
     pub fn index(&self) -> Result<ImageIndex> {
         let p = self.root.join("index.json");
         let text = std::fs::read(&p).map_err(|e| Error::io("reading", &p, e))?;
-        serde_json::from_slice(&text).map_err(|e| Error::malformed(p.display().to_string(), e.to_string()))
+        serde_json::from_slice(&text)
+            .map_err(|e| Error::malformed(p.display().to_string(), e.to_string()))
     }
 
     fn write_index(&self, index: &ImageIndex) -> Result<()> {
-        let bytes = serde_json::to_vec(index).map_err(|e| Error::malformed("index.json", e.to_string()))?;
+        let bytes =
+            serde_json::to_vec(index).map_err(|e| Error::malformed("index.json", e.to_string()))?;
         write_atomic(&self.root.join("index.json"), &bytes)
     }
 
@@ -131,12 +153,23 @@ impl OciLayout {
         match tag {
             Some(t) => manifests
                 .iter()
-                .find(|d| d.annotations().as_ref().and_then(|a| a.get(REF_NAME)).map(String::as_str) == Some(t))
+                .find(|d| {
+                    d.annotations()
+                        .as_ref()
+                        .and_then(|a| a.get(REF_NAME))
+                        .map(String::as_str)
+                        == Some(t)
+                })
                 .cloned()
                 .ok_or_else(|| {
                     let names: Vec<&str> = manifests
                         .iter()
-                        .filter_map(|d| d.annotations().as_ref().and_then(|a| a.get(REF_NAME)).map(String::as_str))
+                        .filter_map(|d| {
+                            d.annotations()
+                                .as_ref()
+                                .and_then(|a| a.get(REF_NAME))
+                                .map(String::as_str)
+                        })
                         .collect();
                     Error::malformed(
                         format!("OCI layout {}", self.root.display()),
@@ -147,7 +180,10 @@ impl OciLayout {
                 [one] => Ok(one.clone()),
                 _ => Err(Error::malformed(
                     format!("OCI layout {}", self.root.display()),
-                    format!("{} images in index.json; name one with oci:DIR:TAG", manifests.len()),
+                    format!(
+                        "{} images in index.json; name one with oci:DIR:TAG",
+                        manifests.len()
+                    ),
                 )),
             },
         }
@@ -160,7 +196,13 @@ impl OciLayout {
         let mut manifests: Vec<Descriptor> = index
             .manifests()
             .iter()
-            .filter(|d| d.annotations().as_ref().and_then(|a| a.get(REF_NAME)).map(String::as_str) != tag)
+            .filter(|d| {
+                d.annotations()
+                    .as_ref()
+                    .and_then(|a| a.get(REF_NAME))
+                    .map(String::as_str)
+                    != tag
+            })
             .cloned()
             .collect();
         let mut ann = descriptor.annotations().clone().unwrap_or_default();
@@ -182,8 +224,11 @@ impl OciLayout {
 /// Writes a file by rename, so readers see the old or the new content, never a mix.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io("creating a temporary file in", dir, e))?;
-    tmp.write_all(bytes).map_err(|e| Error::io("writing", path, e))?;
-    tmp.persist(path).map_err(|e| Error::io("replacing", path, e.error))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .map_err(|e| Error::io("creating a temporary file in", dir, e))?;
+    tmp.write_all(bytes)
+        .map_err(|e| Error::io("writing", path, e))?;
+    tmp.persist(path)
+        .map_err(|e| Error::io("replacing", path, e.error))?;
     Ok(())
 }

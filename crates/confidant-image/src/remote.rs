@@ -8,14 +8,19 @@ use std::io::{Read, Seek, SeekFrom};
 
 use crate::digest::{Digest, HashingWriter, unwrap_io};
 use crate::error::{Error, Result};
-use crate::registry::{BlockingRegistryClient, Credentials, ImageRef, RegistryOptions, default_auth_files};
+use crate::registry::{
+    BlockingRegistryClient, Credentials, ImageRef, RegistryOptions, default_auth_files,
+};
 use crate::source::{ImageDestination, ImageSource};
 use crate::transport::TransportOptions;
 
 fn client_for(image: &ImageRef, opts: &TransportOptions) -> Result<BlockingRegistryClient> {
     let mut credentials = BTreeMap::new();
     if let Some((user, password)) = &opts.credentials {
-        credentials.insert(image.registry().to_string(), Credentials::basic(user, password));
+        credentials.insert(
+            image.registry().to_string(),
+            Credentials::basic(user, password),
+        );
     }
     BlockingRegistryClient::new(RegistryOptions {
         plain_http: opts.plain_http,
@@ -26,7 +31,8 @@ fn client_for(image: &ImageRef, opts: &TransportOptions) -> Result<BlockingRegis
 }
 
 fn staging_file() -> Result<std::fs::File> {
-    tempfile::tempfile().map_err(|e| Error::io("creating a staging file in", std::env::temp_dir(), e))
+    tempfile::tempfile()
+        .map_err(|e| Error::io("creating a staging file in", std::env::temp_dir(), e))
 }
 
 /// Reads an image from a registry.
@@ -51,13 +57,18 @@ impl ImageSource for RemoteSource {
     }
 
     fn manifest_by_digest(&mut self, digest: &Digest) -> Result<Vec<u8>> {
-        Ok(self.client.get_manifest(&self.image.with_digest(digest.as_str())?)?.bytes)
+        Ok(self
+            .client
+            .get_manifest(&self.image.with_digest(digest.as_str())?)?
+            .bytes)
     }
 
     fn blob(&mut self, digest: &Digest) -> Result<Box<dyn Read + Send + '_>> {
         let mut f = staging_file()?;
-        self.client.get_blob(&self.image, digest.as_str(), None, &mut f)?;
-        f.seek(SeekFrom::Start(0)).map_err(|e| Error::io("rewinding", "staging file", e))?;
+        self.client
+            .get_blob(&self.image, digest.as_str(), None, &mut f)?;
+        f.seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io("rewinding", "staging file", e))?;
         Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, f)))
     }
 }
@@ -82,18 +93,40 @@ impl ImageDestination for RemoteDestination {
         self.client.blob_exists(&self.image, digest.as_str())
     }
 
-    fn put_blob(&mut self, reader: &mut dyn Read, expected: Option<&Digest>) -> Result<(Digest, u64)> {
+    fn put_blob(
+        &mut self,
+        reader: &mut dyn Read,
+        expected: Option<&Digest>,
+    ) -> Result<(Digest, u64)> {
         let mut w = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, staging_file()?));
-        std::io::copy(reader, &mut w).map_err(|e| unwrap_io(e, "staging blob for", std::path::Path::new(self.image.registry())))?;
+        std::io::copy(reader, &mut w).map_err(|e| {
+            unwrap_io(
+                e,
+                "staging blob for",
+                std::path::Path::new(self.image.registry()),
+            )
+        })?;
         let (digest, size, buf) = w.finish();
         if let Some(want) = expected {
             if want != &digest {
-                return Err(Error::integrity("blob", want.to_string(), digest.to_string()));
+                return Err(Error::integrity(
+                    "blob",
+                    want.to_string(),
+                    digest.to_string(),
+                ));
             }
         }
-        let mut f = buf.into_inner().map_err(|e| Error::io("writing", "staging file", e.into_error()))?;
-        f.seek(SeekFrom::Start(0)).map_err(|e| Error::io("rewinding", "staging file", e))?;
-        self.client.put_blob(&self.image, digest.as_str(), size, std::io::BufReader::with_capacity(1 << 20, f))?;
+        let mut f = buf
+            .into_inner()
+            .map_err(|e| Error::io("writing", "staging file", e.into_error()))?;
+        f.seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io("rewinding", "staging file", e))?;
+        self.client.put_blob(
+            &self.image,
+            digest.as_str(),
+            size,
+            std::io::BufReader::with_capacity(1 << 20, f),
+        )?;
         Ok((digest, size))
     }
 

@@ -6,7 +6,7 @@
 //! staging directory next to the target, renamed to the target when every layer is in. A
 //! tampered layer therefore leaves nothing behind.
 
-use std::io::{BufReader, Seek, SeekFrom};
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use oci_spec::image::ImageConfiguration;
@@ -42,24 +42,34 @@ pub fn unpack_image(
         return Err(Error::io(
             "unpacking into",
             target,
-            std::io::Error::new(std::io::ErrorKind::AlreadyExists, "the target already exists; give a new directory"),
+            std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "the target already exists; give a new directory",
+            ),
         ));
     }
     let manifest = resolve_manifest(src, platform)?;
     let mut cbytes = Vec::new();
     std::io::Read::read_to_end(&mut verified_blob(src, manifest.config())?, &mut cbytes)
         .map_err(|e| unwrap_io(e, "reading", Path::new("image config")))?;
-    let config: ImageConfiguration =
-        serde_json::from_slice(&cbytes).map_err(|e| Error::malformed("image config", e.to_string()))?;
+    let config: ImageConfiguration = serde_json::from_slice(&cbytes)
+        .map_err(|e| Error::malformed("image config", e.to_string()))?;
     let diff_ids = config.rootfs().diff_ids();
     if diff_ids.len() != manifest.layers().len() {
         return Err(Error::malformed(
             "image",
-            format!("manifest has {} layers but the config lists {} diff_ids", manifest.layers().len(), diff_ids.len()),
+            format!(
+                "manifest has {} layers but the config lists {} diff_ids",
+                manifest.layers().len(),
+                diff_ids.len()
+            ),
         ));
     }
 
-    let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| Error::io("creating", parent, e))?;
     let staging = tempfile::Builder::new()
         .prefix(".confidant-unpack-")
@@ -76,32 +86,69 @@ pub fn unpack_image(
     for (i, (l, diff_id)) in manifest.layers().iter().zip(diff_ids).enumerate() {
         progress.layer_start(i, l.digest().as_ref(), l.size());
         // 1. The blob, decrypted and verified, in a staging file.
-        let mut blob = tempfile::tempfile().map_err(|e| Error::io("creating a staging file in", std::env::temp_dir(), e))?;
+        let mut blob = tempfile::tempfile()
+            .map_err(|e| Error::io("creating a staging file in", std::env::temp_dir(), e))?;
         {
             let mut r = verified_blob(src, l)?;
             if is_encrypted(l) {
                 let ann = l.annotations().clone().unwrap_or_default();
                 crypt::decrypt_layer(&mut r, &mut blob, &ann, keys)?;
             } else {
-                std::io::copy(&mut r, &mut blob).map_err(|e| unwrap_io(e, "reading layer", Path::new(l.digest().as_ref())))?;
+                std::io::copy(&mut r, &mut blob)
+                    .map_err(|e| unwrap_io(e, "reading layer", Path::new(l.digest().as_ref())))?;
             }
         }
-        blob.seek(SeekFrom::Start(0)).map_err(|e| Error::io("rewinding", "staging file", e))?;
-        // 2. Decompressed, its DiffID checked.
-        let comp = Compression::from_media_type(&l.media_type().to_string())?;
-        let tar = tempfile::tempfile().map_err(|e| Error::io("creating a staging file in", std::env::temp_dir(), e))?;
+        blob.seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io("rewinding", "staging file", e))?;
+        // 2. Decompressed, its DiffID checked. The decompressed tars of all layers together may
+        // not exceed the byte budget: a decompression bomb stops here, not on a full disk.
+        let plain_media_type = if is_encrypted(l) {
+            crypt::decrypted_media_type(l.media_type().as_ref())?
+        } else {
+            l.media_type().to_string()
+        };
+        let comp = Compression::from_media_type(&plain_media_type)?;
+        let tar = tempfile::tempfile()
+            .map_err(|e| Error::io("creating a staging file in", std::env::temp_dir(), e))?;
         let mut w = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, tar));
-        std::io::copy(&mut comp.decoder(BufReader::with_capacity(1 << 20, blob))?, &mut w)
-            .map_err(|e| Error::malformed(format!("layer {}", l.digest()), format!("decompressing: {e}")))?;
+        let allowed = opts.max_total_bytes.saturating_sub(bytes);
+        let mut decoded = comp
+            .decoder(BufReader::with_capacity(1 << 20, blob))?
+            .take(allowed.saturating_add(1));
+        std::io::copy(&mut decoded, &mut w).map_err(|e| {
+            Error::malformed(
+                format!("layer {}", l.digest()),
+                format!("decompressing: {e}"),
+            )
+        })?;
         let (got, size, buf) = w.finish();
+        if size > allowed {
+            return Err(Error::Limit(format!(
+                "layer {} decompresses past the limit of {} bytes for the whole image",
+                l.digest(),
+                opts.max_total_bytes
+            )));
+        }
         let want = Digest::parse(diff_id)?;
         if got != want {
-            return Err(Error::integrity(format!("layer {} diff_id", l.digest()), want.to_string(), got.to_string()));
+            return Err(Error::integrity(
+                format!("layer {} diff_id", l.digest()),
+                want.to_string(),
+                got.to_string(),
+            ));
         }
-        let mut tar = buf.into_inner().map_err(|e| Error::io("writing", "staging file", e.into_error()))?;
-        tar.seek(SeekFrom::Start(0)).map_err(|e| Error::io("rewinding", "staging file", e))?;
+        let mut tar = buf
+            .into_inner()
+            .map_err(|e| Error::io("writing", "staging file", e.into_error()))?;
+        tar.seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io("rewinding", "staging file", e))?;
         // 3. Applied to the staging tree.
-        unpack_layer_at(staging.path(), BufReader::with_capacity(1 << 20, tar), opts, &mut budget)?;
+        unpack_layer_at(
+            staging.path(),
+            BufReader::with_capacity(1 << 20, tar),
+            opts,
+            &mut budget,
+        )?;
         bytes += size;
         progress.layer_done(i);
     }
@@ -110,5 +157,8 @@ pub fn unpack_image(
         let _ = std::fs::remove_dir_all(&staged);
         Error::io("moving the unpacked tree to", target, e)
     })?;
-    Ok(UnpackReport { layers: manifest.layers().len(), bytes })
+    Ok(UnpackReport {
+        layers: manifest.layers().len(),
+        bytes,
+    })
 }

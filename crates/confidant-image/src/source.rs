@@ -68,7 +68,11 @@ pub trait ImageDestination {
     fn has_blob(&mut self, digest: &Digest) -> Result<bool>;
 
     /// Stores a blob read to its end; refuses it unless it hashes to `expected` (when given).
-    fn put_blob(&mut self, reader: &mut dyn Read, expected: Option<&Digest>) -> Result<(Digest, u64)>;
+    fn put_blob(
+        &mut self,
+        reader: &mut dyn Read,
+        expected: Option<&Digest>,
+    ) -> Result<(Digest, u64)>;
 
     /// Stores the manifest and names it as the destination's image.
     fn put_manifest(&mut self, bytes: &[u8], media_type: &str) -> Result<Digest>;
@@ -88,7 +92,10 @@ pub struct OciSource {
 impl OciSource {
     /// The image `tag` (or the only image) of the layout at `dir`.
     pub fn open(dir: &std::path::Path, tag: Option<String>) -> Result<OciSource> {
-        Ok(OciSource { layout: OciLayout::open(dir)?, tag })
+        Ok(OciSource {
+            layout: OciLayout::open(dir)?,
+            tag,
+        })
     }
 }
 
@@ -109,7 +116,10 @@ impl ImageSource for OciSource {
     }
 
     fn blob(&mut self, digest: &Digest) -> Result<Box<dyn Read + Send + '_>> {
-        Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, self.layout.open_blob(digest)?)))
+        Ok(Box::new(std::io::BufReader::with_capacity(
+            1 << 20,
+            self.layout.open_blob(digest)?,
+        )))
     }
 }
 
@@ -122,7 +132,10 @@ pub struct OciDestination {
 impl OciDestination {
     /// The layout at `dir`, to be tagged `tag`.
     pub fn create(dir: &std::path::Path, tag: Option<String>) -> Result<OciDestination> {
-        Ok(OciDestination { layout: OciLayout::create(dir)?, tag })
+        Ok(OciDestination {
+            layout: OciLayout::create(dir)?,
+            tag,
+        })
     }
 }
 
@@ -131,7 +144,11 @@ impl ImageDestination for OciDestination {
         Ok(self.layout.has_blob(digest))
     }
 
-    fn put_blob(&mut self, reader: &mut dyn Read, expected: Option<&Digest>) -> Result<(Digest, u64)> {
+    fn put_blob(
+        &mut self,
+        reader: &mut dyn Read,
+        expected: Option<&Digest>,
+    ) -> Result<(Digest, u64)> {
         self.layout.put_blob(reader, expected)
     }
 
@@ -140,7 +157,8 @@ impl ImageDestination for OciDestination {
         let desc = Descriptor::new(
             MediaType::from(media_type),
             bytes.len() as u64,
-            oci_spec::image::Digest::try_from(digest.as_str()).map_err(|e| Error::malformed("digest", e.to_string()))?,
+            oci_spec::image::Digest::try_from(digest.as_str())
+                .map_err(|e| Error::malformed("digest", e.to_string()))?,
         );
         self.layout.set_ref(self.tag.as_deref(), desc)?;
         Ok(digest)

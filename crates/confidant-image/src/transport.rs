@@ -32,7 +32,10 @@ impl ImageName {
     pub fn parse(s: &str) -> Result<ImageName> {
         if let Some(rest) = s.strip_prefix("docker://") {
             if rest.is_empty() {
-                return Err(Error::malformed("image name", "docker:// needs HOST/REPO[:TAG|@DIGEST]"));
+                return Err(Error::malformed(
+                    "image name",
+                    "docker:// needs HOST/REPO[:TAG|@DIGEST]",
+                ));
             }
             return Ok(ImageName::Docker(rest.to_string()));
         }
@@ -41,18 +44,29 @@ impl ImageName {
             if dir.is_empty() {
                 return Err(Error::malformed("image name", "oci: needs a directory"));
             }
-            return Ok(ImageName::Oci { dir: PathBuf::from(dir), tag });
+            return Ok(ImageName::Oci {
+                dir: PathBuf::from(dir),
+                tag,
+            });
         }
         if let Some(rest) = s.strip_prefix("docker-archive:") {
             let (file, reference) = split_archive_ref(rest);
             if file.is_empty() {
-                return Err(Error::malformed("image name", "docker-archive: needs a file"));
+                return Err(Error::malformed(
+                    "image name",
+                    "docker-archive: needs a file",
+                ));
             }
-            return Ok(ImageName::DockerArchive { file: PathBuf::from(file), reference });
+            return Ok(ImageName::DockerArchive {
+                file: PathBuf::from(file),
+                reference,
+            });
         }
         Err(Error::malformed(
             "image name",
-            format!("expected oci:DIR[:TAG], docker-archive:FILE[:REF] or docker://HOST/REPO[:TAG], got {s:?}"),
+            format!(
+                "expected oci:DIR[:TAG], docker-archive:FILE[:REF] or docker://HOST/REPO[:TAG], got {s:?}"
+            ),
         ))
     }
 }
@@ -60,7 +74,9 @@ impl ImageName {
 /// `DIR:TAG` → (DIR, TAG); a colon followed by something containing `/` belongs to the path.
 fn split_path_and_tag(s: &str) -> (&str, Option<String>) {
     match s.rfind(':') {
-        Some(i) if !s[i + 1..].contains('/') && i + 1 < s.len() => (&s[..i], Some(s[i + 1..].to_string())),
+        Some(i) if !s[i + 1..].contains('/') && i + 1 < s.len() => {
+            (&s[..i], Some(s[i + 1..].to_string()))
+        }
         Some(i) if i + 1 == s.len() => (&s[..i], None),
         _ => (s, None),
     }
@@ -80,8 +96,14 @@ impl fmt::Display for ImageName {
         match self {
             ImageName::Oci { dir, tag: Some(t) } => write!(f, "oci:{}:{t}", dir.display()),
             ImageName::Oci { dir, tag: None } => write!(f, "oci:{}", dir.display()),
-            ImageName::DockerArchive { file, reference: Some(r) } => write!(f, "docker-archive:{}:{r}", file.display()),
-            ImageName::DockerArchive { file, reference: None } => write!(f, "docker-archive:{}", file.display()),
+            ImageName::DockerArchive {
+                file,
+                reference: Some(r),
+            } => write!(f, "docker-archive:{}:{r}", file.display()),
+            ImageName::DockerArchive {
+                file,
+                reference: None,
+            } => write!(f, "docker-archive:{}", file.display()),
             ImageName::Docker(r) => write!(f, "docker://{r}"),
         }
     }
@@ -95,12 +117,24 @@ mod tests {
     fn parses_skopeo_names() {
         assert_eq!(
             ImageName::parse("oci:/tmp/x:v1").unwrap(),
-            ImageName::Oci { dir: "/tmp/x".into(), tag: Some("v1".into()) }
+            ImageName::Oci {
+                dir: "/tmp/x".into(),
+                tag: Some("v1".into())
+            }
         );
-        assert_eq!(ImageName::parse("oci:/tmp/x").unwrap(), ImageName::Oci { dir: "/tmp/x".into(), tag: None });
+        assert_eq!(
+            ImageName::parse("oci:/tmp/x").unwrap(),
+            ImageName::Oci {
+                dir: "/tmp/x".into(),
+                tag: None
+            }
+        );
         assert_eq!(
             ImageName::parse("docker-archive:/a/b.tar:redis:7").unwrap(),
-            ImageName::DockerArchive { file: "/a/b.tar".into(), reference: Some("redis:7".into()) }
+            ImageName::DockerArchive {
+                file: "/a/b.tar".into(),
+                reference: Some("redis:7".into())
+            }
         );
         assert_eq!(
             ImageName::parse("docker://127.0.0.1:5000/app:1").unwrap(),
@@ -108,7 +142,10 @@ mod tests {
         );
         assert!(ImageName::parse("/tmp/x").is_err());
         assert!(ImageName::parse("oci:").is_err());
-        assert_eq!(ImageName::parse("oci:/tmp/x:v1").unwrap().to_string(), "oci:/tmp/x:v1");
+        assert_eq!(
+            ImageName::parse("oci:/tmp/x:v1").unwrap().to_string(),
+            "oci:/tmp/x:v1"
+        );
     }
 }
 
@@ -126,23 +163,31 @@ pub struct TransportOptions {
 }
 
 /// Opens `name` for reading.
-pub fn open_source(name: &ImageName, opts: &TransportOptions) -> Result<Box<dyn crate::source::ImageSource>> {
+pub fn open_source(
+    name: &ImageName,
+    opts: &TransportOptions,
+) -> Result<Box<dyn crate::source::ImageSource>> {
     Ok(match name {
         ImageName::Oci { dir, tag } => Box::new(crate::source::OciSource::open(dir, tag.clone())?),
-        ImageName::DockerArchive { file, reference } => {
-            Box::new(crate::archive::ArchiveSource::open(file, reference.as_deref())?)
-        }
+        ImageName::DockerArchive { file, reference } => Box::new(
+            crate::archive::ArchiveSource::open(file, reference.as_deref())?,
+        ),
         ImageName::Docker(r) => Box::new(crate::remote::RemoteSource::open(r, opts)?),
     })
 }
 
 /// Opens `name` for writing.
-pub fn open_destination(name: &ImageName, opts: &TransportOptions) -> Result<Box<dyn crate::source::ImageDestination>> {
+pub fn open_destination(
+    name: &ImageName,
+    opts: &TransportOptions,
+) -> Result<Box<dyn crate::source::ImageDestination>> {
     Ok(match name {
-        ImageName::Oci { dir, tag } => Box::new(crate::source::OciDestination::create(dir, tag.clone())?),
-        ImageName::DockerArchive { file, reference } => {
-            Box::new(crate::archive::ArchiveDestination::create(file, reference.clone())?)
+        ImageName::Oci { dir, tag } => {
+            Box::new(crate::source::OciDestination::create(dir, tag.clone())?)
         }
+        ImageName::DockerArchive { file, reference } => Box::new(
+            crate::archive::ArchiveDestination::create(file, reference.clone())?,
+        ),
         ImageName::Docker(r) => Box::new(crate::remote::RemoteDestination::open(r, opts)?),
     })
 }

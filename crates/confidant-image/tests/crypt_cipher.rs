@@ -5,8 +5,9 @@ use std::io::{self, Read, Write};
 
 use confidant_image::Error;
 use confidant_image::crypt::cipher::{
-    CHUNK_LEN, CtrStream, DecryptingReader, DecryptingWriter, EncryptingReader, EncryptingWriter, LayerHmac,
-    LayerKey, LayerMac, decrypt_to, decrypt_to_pipelined, encrypt_to, encrypt_to_pipelined,
+    CHUNK_LEN, CtrStream, DecryptingReader, DecryptingWriter, EncryptingReader, EncryptingWriter,
+    LayerHmac, LayerKey, LayerMac, decrypt_to, decrypt_to_pipelined, encrypt_to,
+    encrypt_to_pipelined,
 };
 use sha2::{Digest, Sha256};
 
@@ -82,7 +83,17 @@ fn ctr_stream_gives_the_same_bytes_however_the_input_is_split() {
 
 #[test]
 fn round_trips_empty_small_and_multi_chunk_inputs_in_every_mode() {
-    for len in [0usize, 1, 15, 16, 17, CHUNK_LEN - 1, CHUNK_LEN, CHUNK_LEN + 1, 3 * CHUNK_LEN + 12345] {
+    for len in [
+        0usize,
+        1,
+        15,
+        16,
+        17,
+        CHUNK_LEN - 1,
+        CHUNK_LEN,
+        CHUNK_LEN + 1,
+        3 * CHUNK_LEN + 12345,
+    ] {
         let plaintext = pseudo_random(len, len as u64 + 7);
         let key = LayerKey::generate().unwrap();
         let mut single = Vec::new();
@@ -92,8 +103,14 @@ fn round_trips_empty_small_and_multi_chunk_inputs_in_every_mode() {
         assert_eq!(single, piped, "len {len}");
         assert_eq!(stats, piped_stats, "len {len}");
         assert_eq!(stats.size, len as u64);
-        assert_eq!(stats.plaintext_sha256.as_slice(), Sha256::digest(&plaintext).as_slice());
-        assert_eq!(stats.ciphertext_sha256.as_slice(), Sha256::digest(&single).as_slice());
+        assert_eq!(
+            hex::encode(stats.plaintext_sha256),
+            hex::encode(Sha256::digest(&plaintext))
+        );
+        assert_eq!(
+            hex::encode(stats.ciphertext_sha256),
+            hex::encode(Sha256::digest(&single))
+        );
 
         let mut out = Vec::new();
         let d = decrypt_to(single.as_slice(), &mut out, &key, &stats.hmac).unwrap();
@@ -127,11 +144,21 @@ fn adapters_agree_with_encrypt_to_for_odd_read_and_write_sizes() {
     let key = LayerKey::generate().unwrap();
     let (expected, hmac) = encrypt(&plaintext, &key);
 
-    let mut reader = EncryptingReader::new(Trickle { data: &plaintext, step: 7 }, &key).unwrap();
+    let mut reader = EncryptingReader::new(
+        Trickle {
+            data: &plaintext,
+            step: 7,
+        },
+        &key,
+    )
+    .unwrap();
     let mut ciphertext = Vec::new();
     reader.read_to_end(&mut ciphertext).unwrap();
     let (_, got_hmac, size) = reader.finish().unwrap();
-    assert_eq!((ciphertext.as_slice(), got_hmac, size), (expected.as_slice(), hmac, 70_001));
+    assert_eq!(
+        (ciphertext.as_slice(), got_hmac, size),
+        (expected.as_slice(), hmac, 70_001)
+    );
 
     let mut writer = EncryptingWriter::new(Vec::new(), &key).unwrap();
     for chunk in plaintext.chunks(1013) {
@@ -140,7 +167,15 @@ fn adapters_agree_with_encrypt_to_for_odd_read_and_write_sizes() {
     let (ciphertext, got_hmac, _) = writer.finish().unwrap();
     assert_eq!((ciphertext, got_hmac), (expected.clone(), hmac));
 
-    let mut reader = DecryptingReader::new(Trickle { data: &expected, step: 4096 }, &key, &hmac).unwrap();
+    let mut reader = DecryptingReader::new(
+        Trickle {
+            data: &expected,
+            step: 4096,
+        },
+        &key,
+        &hmac,
+    )
+    .unwrap();
     let mut out = Vec::new();
     reader.read_to_end(&mut out).unwrap();
     assert!(reader.verified());
@@ -187,7 +222,10 @@ fn every_flipped_ciphertext_byte_is_rejected_small_input() {
         for bit in [0x01u8, 0x80] {
             let mut bad = ciphertext.clone();
             bad[i] ^= bit;
-            expect_integrity(decrypt_to(bad.as_slice(), io::sink(), &key, &hmac), &format!("byte {i}"));
+            expect_integrity(
+                decrypt_to(bad.as_slice(), io::sink(), &key, &hmac),
+                &format!("byte {i}"),
+            );
         }
     }
 }
@@ -219,7 +257,10 @@ fn every_changed_hmac_byte_is_rejected() {
     for i in 0..hmac.len() {
         let mut bad = hmac;
         bad[i] ^= 0x04;
-        expect_integrity(decrypt_to(ciphertext.as_slice(), io::sink(), &key, &bad), &format!("hmac byte {i}"));
+        expect_integrity(
+            decrypt_to(ciphertext.as_slice(), io::sink(), &key, &bad),
+            &format!("hmac byte {i}"),
+        );
     }
 }
 
@@ -239,7 +280,10 @@ fn truncated_and_extended_ciphertexts_are_rejected() {
     }
     let mut longer = ciphertext.clone();
     longer.push(0);
-    expect_integrity(decrypt_to(longer.as_slice(), io::sink(), &key, &hmac), "extended");
+    expect_integrity(
+        decrypt_to(longer.as_slice(), io::sink(), &key, &hmac),
+        "extended",
+    );
 }
 
 #[test]
@@ -247,7 +291,10 @@ fn a_wrong_key_or_nonce_is_rejected() {
     let key = LayerKey::generate().unwrap();
     let (ciphertext, hmac) = encrypt(&pseudo_random(1000, 23), &key);
     let other = LayerKey::generate().unwrap();
-    expect_integrity(decrypt_to(ciphertext.as_slice(), io::sink(), &other, &hmac), "other key");
+    expect_integrity(
+        decrypt_to(ciphertext.as_slice(), io::sink(), &other, &hmac),
+        "other key",
+    );
     // Same key, other nonce: the HMAC (keyed only by the key) still matches, so this is the
     // case the plaintext digest check in decrypt_layer exists for.
     let renonced = LayerKey::from_parts(key.symmetric_key(), &[0u8; 16]).unwrap();
@@ -263,7 +310,10 @@ fn layer_mac_verify_compares_and_reports_both_values() {
     mac.update(&hex::decode(KAT_CIPHERTEXT).unwrap());
     let wrong = [0u8; 32];
     let err = mac.verify(&wrong, 100).unwrap_err().to_string();
-    assert!(err.contains(KAT_HMAC) && err.contains(&"00".repeat(32)), "{err}");
+    assert!(
+        err.contains(KAT_HMAC) && err.contains(&"00".repeat(32)),
+        "{err}"
+    );
 }
 
 /// Reader failing after some bytes: the error comes through, nothing panics.
@@ -328,8 +378,73 @@ fn layer_keys_are_random_and_checked_for_length() {
     assert_ne!(a.symmetric_key(), b.symmetric_key());
     assert_ne!(a.nonce(), b.nonce());
     assert!(format!("{a:?}").contains("secret"));
-    let err = LayerKey::from_parts(&[0u8; 31], &[0u8; 16]).unwrap_err().to_string();
+    let err = LayerKey::from_parts(&[0u8; 31], &[0u8; 16])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("expected 32 bytes, found 31"), "{err}");
-    let err = LayerKey::from_parts(&[0u8; 32], &[0u8; 17]).unwrap_err().to_string();
+    let err = LayerKey::from_parts(&[0u8; 32], &[0u8; 17])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("expected 16 bytes, found 17"), "{err}");
+}
+
+/// A reader or writer that panics after some bytes.
+struct Panicking {
+    left: usize,
+}
+
+impl Read for Panicking {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        assert!(self.left > 0, "reader panics (on purpose)");
+        let n = self.left.min(buf.len());
+        self.left -= n;
+        Ok(n)
+    }
+}
+
+impl Write for Panicking {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        assert!(self.left > 0, "writer panics (on purpose)");
+        let n = self.left.min(buf.len());
+        self.left -= n;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_panic_on_either_side_of_the_pipeline_propagates_instead_of_hanging() {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let key = LayerKey::generate().unwrap();
+        let data = vec![0u8; 4 * CHUNK_LEN];
+        let hmac = [0u8; 32];
+        let outcomes = [
+            std::panic::catch_unwind(|| {
+                let _ = encrypt_to_pipelined(
+                    Panicking {
+                        left: CHUNK_LEN + 1,
+                    },
+                    io::sink(),
+                    &key,
+                );
+            }),
+            std::panic::catch_unwind(|| {
+                let _ = decrypt_to_pipelined(Panicking { left: 10 }, io::sink(), &key, &hmac);
+            }),
+            std::panic::catch_unwind(|| {
+                let _ = encrypt_to_pipelined(data.as_slice(), Panicking { left: CHUNK_LEN }, &key);
+            }),
+            std::panic::catch_unwind(|| {
+                let _ = decrypt_to_pipelined(data.as_slice(), Panicking { left: 0 }, &key, &hmac);
+            }),
+        ];
+        let _ = done_tx.send(outcomes.iter().all(Result::is_err));
+    });
+    let all_panicked = done_rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the pipeline hung after a panic");
+    assert!(all_panicked, "every panic must reach the caller");
 }

@@ -42,7 +42,9 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}\n{}",
@@ -56,7 +58,11 @@ fn run(cmd: &mut Command) -> String {
 fn openssl_keypair(dir: &Path, name: &str, genpkey_args: &[&str]) -> (PathBuf, PathBuf) {
     let private = dir.join(format!("{name}.pem"));
     let public = dir.join(format!("{name}.pub.pem"));
-    run(Command::new("openssl").arg("genpkey").args(genpkey_args).arg("-out").arg(&private));
+    run(Command::new("openssl")
+        .arg("genpkey")
+        .args(genpkey_args)
+        .arg("-out")
+        .arg(&private));
     run(Command::new("openssl")
         .args(["pkey", "-pubout", "-in"])
         .arg(&private)
@@ -66,11 +72,24 @@ fn openssl_keypair(dir: &Path, name: &str, genpkey_args: &[&str]) -> (PathBuf, P
 }
 
 fn rsa_keypair(dir: &Path) -> (PathBuf, PathBuf) {
-    openssl_keypair(dir, "rsa", &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
+    openssl_keypair(
+        dir,
+        "rsa",
+        &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+    )
 }
 
 fn ec_keypair(dir: &Path, curve: &str) -> (PathBuf, PathBuf) {
-    openssl_keypair(dir, &format!("ec-{curve}"), &["-algorithm", "EC", "-pkeyopt", &format!("ec_paramgen_curve:{curve}")])
+    openssl_keypair(
+        dir,
+        &format!("ec-{curve}"),
+        &[
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            &format!("ec_paramgen_curve:{curve}"),
+        ],
+    )
 }
 
 /// A gzip layer with a couple of files: (uncompressed tar, gzip blob).
@@ -78,7 +97,10 @@ fn sample_layer() -> (Vec<u8>, Vec<u8>) {
     let mut tar = tar::Builder::new(Vec::new());
     for (path, body) in [
         ("etc/confidant.conf", b"answer = 42\n".to_vec()),
-        ("usr/share/doc/README", b"encrypted layer interop test\n".repeat(50)),
+        (
+            "usr/share/doc/README",
+            b"encrypted layer interop test\n".repeat(50),
+        ),
     ] {
         let mut header = tar::Header::new_gnu();
         header.set_size(body.len() as u64);
@@ -150,7 +172,8 @@ impl Layout {
 
     /// The single layer descriptor of the image tagged `tag`.
     fn layer(&self, tag: &str) -> Value {
-        let index: Value = serde_json::from_slice(&std::fs::read(self.dir.join("index.json")).unwrap()).unwrap();
+        let index: Value =
+            serde_json::from_slice(&std::fs::read(self.dir.join("index.json")).unwrap()).unwrap();
         let entry = index["manifests"]
             .as_array()
             .unwrap()
@@ -158,7 +181,8 @@ impl Layout {
             .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
             .unwrap_or_else(|| panic!("no {tag} in {index}"))
             .clone();
-        let manifest: Value = serde_json::from_slice(&self.blob(entry["digest"].as_str().unwrap())).unwrap();
+        let manifest: Value =
+            serde_json::from_slice(&self.blob(entry["digest"].as_str().unwrap())).unwrap();
         let layers = manifest["layers"].as_array().unwrap();
         assert_eq!(layers.len(), 1, "{manifest}");
         layers[0].clone()
@@ -170,7 +194,9 @@ fn oci(dir: &Path, tag: &str) -> String {
 }
 
 fn skopeo_copy(args: &[String]) {
-    run(Command::new(SKOPEO).args(["--insecure-policy", "copy", "--quiet"]).args(args));
+    run(Command::new(SKOPEO)
+        .args(["--insecure-policy", "copy", "--quiet"])
+        .args(args));
 }
 
 /// The JSON text with every string value replaced by `*` and member names and order kept; the
@@ -190,8 +216,13 @@ fn shape(json: &str) -> String {
             out.push_str(&format!("\"{literal}\""));
             last_name = literal.to_string();
         } else if last_name == "protected" {
-            let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(literal).unwrap();
-            out.push_str(&format!("<{}>", shape(std::str::from_utf8(&decoded).unwrap())));
+            let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(literal)
+                .unwrap();
+            out.push_str(&format!(
+                "<{}>",
+                shape(std::str::from_utf8(&decoded).unwrap())
+            ));
         } else {
             out.push('*');
         }
@@ -217,7 +248,11 @@ fn skopeo_encrypts_we_decrypt(keys: &[(PathBuf, PathBuf)]) {
     let src = Layout::new(tmp.path().join("src"));
     let (layer_digest, layer_size) = src.put_blob(&gz);
     let diff_id = format!("sha256:{}", sha256_hex(&tar));
-    src.write_image("v1", &diff_id, json!({"mediaType": GZIP_LAYER, "digest": layer_digest, "size": layer_size}));
+    src.write_image(
+        "v1",
+        &diff_id,
+        json!({"mediaType": GZIP_LAYER, "digest": layer_digest, "size": layer_size}),
+    );
 
     let dst_dir = tmp.path().join("dst");
     let mut args = Vec::new();
@@ -232,11 +267,18 @@ fn skopeo_encrypts_we_decrypt(keys: &[(PathBuf, PathBuf)]) {
     let dst = Layout { dir: dst_dir };
     let layer = dst.layer("v1");
     assert_eq!(layer["mediaType"], crypt::MEDIA_TYPE_LAYER_GZIP_ENC);
-    assert_eq!(crypt::decrypted_media_type(layer["mediaType"].as_str().unwrap()).unwrap(), GZIP_LAYER);
+    assert_eq!(
+        crypt::decrypted_media_type(layer["mediaType"].as_str().unwrap()).unwrap(),
+        GZIP_LAYER
+    );
     let annotations = annotations_of(&layer);
     let ciphertext = dst.blob(layer["digest"].as_str().unwrap());
     assert_eq!(ciphertext.len() as u64, layer["size"].as_u64().unwrap());
-    assert_eq!(ciphertext.len(), gz.len(), "CTR ciphertext is as long as the plaintext");
+    assert_eq!(
+        ciphertext.len(),
+        gz.len(),
+        "CTR ciphertext is as long as the plaintext"
+    );
 
     // The public options parse and re-serialize to skopeo's exact bytes.
     let pubopts = &annotations[crypt::ANNOTATION_PUBOPTS];
@@ -258,7 +300,11 @@ fn skopeo_encrypts_we_decrypt(keys: &[(PathBuf, PathBuf)]) {
     let ours = jwe::wrap_annotation(b"{}", &public_keys).unwrap();
     let ours = String::from_utf8(STANDARD.decode(ours).unwrap()).unwrap();
     let theirs = String::from_utf8(STANDARD.decode(jwe_value).unwrap()).unwrap();
-    assert_eq!(shape(&ours), shape(&theirs), "ours: {ours}\ntheirs: {theirs}");
+    assert_eq!(
+        shape(&ours),
+        shape(&theirs),
+        "ours: {ours}\ntheirs: {theirs}"
+    );
 
     for (private, _) in keys {
         let key = PrivateKey::from_pem_or_der(&std::fs::read(private).unwrap()).unwrap();
@@ -266,14 +312,18 @@ fn skopeo_encrypts_we_decrypt(keys: &[(PathBuf, PathBuf)]) {
         let json = jwe::unwrap_annotation(jwe_value, std::slice::from_ref(&key)).unwrap();
         let options = PrivateLayerBlockCipherOptions::from_json(&json).unwrap();
         assert_eq!(options.to_json().as_slice(), json.as_slice());
-        assert_eq!(options.digest, layer_digest, "skopeo puts the plaintext blob digest in the private options");
+        assert_eq!(
+            options.digest, layer_digest,
+            "skopeo puts the plaintext blob digest in the private options"
+        );
 
         let keys = DecryptionKeys {
             jwe: vec![key],
             coordinator: None,
         };
         let mut plain = Vec::new();
-        let decrypted = decrypt_layer(ciphertext.as_slice(), &mut plain, &annotations, &keys).unwrap();
+        let decrypted =
+            decrypt_layer(ciphertext.as_slice(), &mut plain, &annotations, &keys).unwrap();
         assert_eq!(plain, gz);
         assert_eq!(decrypted.digest, layer_digest);
         assert_eq!(decrypted.size, gz.len() as u64);
@@ -294,7 +344,10 @@ fn we_encrypt_skopeo_decrypts(private_key: &Path, public_key: &Path) {
 
     let dst = Layout::new(tmp.path().join("dst"));
     let (digest, size) = dst.put_blob(&ciphertext);
-    assert_eq!((digest.as_str(), size), (encrypted.digest.as_str(), encrypted.size));
+    assert_eq!(
+        (digest.as_str(), size),
+        (encrypted.digest.as_str(), encrypted.size)
+    );
     let diff_id = format!("sha256:{}", sha256_hex(&tar));
     dst.write_image(
         "v1",
@@ -317,7 +370,12 @@ fn we_encrypt_skopeo_decrypts(private_key: &Path, public_key: &Path) {
     let plain = Layout { dir: plain_dir };
     let layer = plain.layer("v1");
     assert_eq!(layer["mediaType"], GZIP_LAYER, "{layer}");
-    assert!(layer.get("annotations").is_none_or(|a| a.as_object().is_none_or(|a| a.keys().all(|k| !k.starts_with(crypt::ANNOTATION_PREFIX)))), "{layer}");
+    assert!(
+        layer.get("annotations").is_none_or(|a| a
+            .as_object()
+            .is_none_or(|a| a.keys().all(|k| !k.starts_with(crypt::ANNOTATION_PREFIX)))),
+        "{layer}"
+    );
     assert_eq!(plain.blob(layer["digest"].as_str().unwrap()), gz);
 }
 
@@ -409,5 +467,8 @@ fn layer_encrypted_here_for_several_recipients_decrypts_in_skopeo_with_the_last(
         oci(&plain_dir, "v1"),
     ]);
     let plain = Layout { dir: plain_dir };
-    assert_eq!(plain.blob(plain.layer("v1")["digest"].as_str().unwrap()), gz);
+    assert_eq!(
+        plain.blob(plain.layer("v1")["digest"].as_str().unwrap()),
+        gz
+    );
 }

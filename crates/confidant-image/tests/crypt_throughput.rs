@@ -40,7 +40,9 @@ fn layer_cipher_throughput_single_and_pipelined() {
     let plaintext: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
     let key = LayerKey::generate().unwrap();
     let mut ciphertext = Vec::with_capacity(len);
-    let hmac = encrypt_to(plaintext.as_slice(), &mut ciphertext, &key).unwrap().hmac;
+    let hmac = encrypt_to(plaintext.as_slice(), &mut ciphertext, &key)
+        .unwrap()
+        .hmac;
 
     let enc1 = best_of(3, || {
         encrypt_to(plaintext.as_slice(), io::sink(), &key).unwrap();
@@ -54,7 +56,20 @@ fn layer_cipher_throughput_single_and_pipelined() {
     let dec2 = best_of(3, || {
         decrypt_to_pipelined(ciphertext.as_slice(), io::sink(), &key, &hmac).unwrap();
     });
-    println!("layer of {mib} MiB, in memory, best of 3 ({} cores)", std::thread::available_parallelism().map_or(0, |n| n.get()));
-    println!("encrypt (AES-CTR + HMAC + 2x SHA-256): single {:7.0} MiB/s  pipelined {:7.0} MiB/s  x{:.2}", mib_per_s(len, enc1), mib_per_s(len, enc2), enc1 / enc2);
-    println!("decrypt (AES-CTR + HMAC + SHA-256):    single {:7.0} MiB/s  pipelined {:7.0} MiB/s  x{:.2}", mib_per_s(len, dec1), mib_per_s(len, dec2), dec1 / dec2);
+    println!(
+        "layer of {mib} MiB, in memory, best of 3 ({} cores)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "encrypt (AES-CTR + HMAC + 2x SHA-256): single {:7.0} MiB/s  pipelined {:7.0} MiB/s  x{:.2}",
+        mib_per_s(len, enc1),
+        mib_per_s(len, enc2),
+        enc1 / enc2
+    );
+    println!(
+        "decrypt (AES-CTR + HMAC + SHA-256):    single {:7.0} MiB/s  pipelined {:7.0} MiB/s  x{:.2}",
+        mib_per_s(len, dec1),
+        mib_per_s(len, dec2),
+        dec1 / dec2
+    );
 }

@@ -421,3 +421,18 @@ async fn plain_http_to_a_non_loopback_host_is_refused_before_any_connection() {
     // Refused before any name resolution or connection attempt.
     assert!(started.elapsed() < Duration::from_secs(1));
 }
+
+#[tokio::test]
+async fn https_to_a_plain_http_registry_says_it_may_be_plain_http() {
+    let registry = Registry::start(Config::default());
+    let https = RegistryClient::new(RegistryOptions::default()).unwrap();
+    let msg = https
+        .get_manifest(&registry.image("confidant/app:v1"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("does the registry serve plain HTTP on this port"),
+        "{msg}"
+    );
+}

@@ -91,7 +91,11 @@ pub struct TransportArgs {
 
 impl TransportArgs {
     fn options(&self) -> Result<TransportOptions> {
-        let mut o = TransportOptions { ca_file: self.ca_file.clone(), plain_http: self.plain_http, ..Default::default() };
+        let mut o = TransportOptions {
+            ca_file: self.ca_file.clone(),
+            plain_http: self.plain_http,
+            ..Default::default()
+        };
         if let Some(c) = &self.creds {
             let (u, p) = c.split_once(':').context("--creds must be USER:PASSWORD")?;
             o.credentials = Some((u.to_string(), p.to_string()));
@@ -99,8 +103,16 @@ impl TransportArgs {
         if let Some(p) = &self.platform {
             let parts: Vec<&str> = p.split('/').collect();
             o.platform = match parts.as_slice() {
-                [os, arch] => Platform { os: os.to_string(), architecture: arch.to_string(), variant: None },
-                [os, arch, v] => Platform { os: os.to_string(), architecture: arch.to_string(), variant: Some(v.to_string()) },
+                [os, arch] => Platform {
+                    os: os.to_string(),
+                    architecture: arch.to_string(),
+                    variant: None,
+                },
+                [os, arch, v] => Platform {
+                    os: os.to_string(),
+                    architecture: arch.to_string(),
+                    variant: Some(v.to_string()),
+                },
                 _ => bail!("--platform must be OS/ARCH[/VARIANT], got {p:?}"),
             };
         }
@@ -116,16 +128,25 @@ struct Bars {
 
 impl Bars {
     fn new() -> Option<Bars> {
-        std::io::stderr().is_terminal().then(|| Bars { multi: MultiProgress::new(), bars: Default::default() })
+        std::io::stderr().is_terminal().then(|| Bars {
+            multi: MultiProgress::new(),
+            bars: Default::default(),
+        })
     }
 }
 
 impl Progress for Bars {
     fn layer_start(&self, index: usize, digest: &str, size: u64) {
         let bar = self.multi.add(ProgressBar::new_spinner());
-        bar.set_style(ProgressStyle::with_template("{spinner} layer {prefix} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} layer {prefix} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
         bar.set_prefix(format!("{index}"));
-        bar.set_message(format!("{} ({size} bytes)", &digest[..digest.len().min(19)]));
+        bar.set_message(format!(
+            "{} ({size} bytes)",
+            &digest[..digest.len().min(19)]
+        ));
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
         if let Ok(mut b) = self.bars.lock() {
             b.push(bar);
@@ -154,7 +175,10 @@ fn keys_from(specs: &[String]) -> Result<DecryptionKeys> {
     }
     let mut keys = DecryptionKeys::default();
     for s in specs {
-        keys.jwe.push(confidant_image::crypt::jwe::parse_decryption_key(s).with_context(|| format!("key {s}"))?);
+        keys.jwe.push(
+            confidant_image::crypt::jwe::parse_decryption_key(s)
+                .with_context(|| format!("key {s}"))?,
+        );
     }
     Ok(keys)
 }
@@ -187,16 +211,26 @@ pub fn run(cmd: ImageCommand, format: Format) -> Result<Outcome> {
         ImageCommand::Inspect { src, transport } => inspect(&src, &transport, format),
         ImageCommand::Pull(a) => run_copy(&a, LayerOp::Keep, format, "copied"),
         ImageCommand::Push(a) => run_copy(&a, LayerOp::Keep, format, "copied"),
-        ImageCommand::Encrypt { recipients, coordinator_key, copy } => {
+        ImageCommand::Encrypt {
+            recipients,
+            coordinator_key,
+            copy,
+        } => {
             if recipients.is_empty() && coordinator_key.is_none() {
                 bail!("give at least one --recipient jwe:PUBLIC.pem or --coordinator-key FILE");
             }
             let mut r = Recipients::default();
             for s in &recipients {
-                r.jwe.push(confidant_image::crypt::jwe::parse_recipient(s).with_context(|| format!("recipient {s}"))?);
+                r.jwe.push(
+                    confidant_image::crypt::jwe::parse_recipient(s)
+                        .with_context(|| format!("recipient {s}"))?,
+                );
             }
             if let Some(k) = &coordinator_key {
-                r.coordinator = Some(confidant_image::crypt::jwe::parse_recipient(&format!("jwe:{}", k.display()))?);
+                r.coordinator = Some(confidant_image::crypt::jwe::parse_recipient(&format!(
+                    "jwe:{}",
+                    k.display()
+                ))?);
             }
             run_copy(&copy, LayerOp::Encrypt(&r), format, "encrypted")
         }
@@ -204,17 +238,38 @@ pub fn run(cmd: ImageCommand, format: Format) -> Result<Outcome> {
             let k = keys_from(&keys)?;
             run_copy(&copy, LayerOp::Decrypt(&k), format, "decrypted")
         }
-        ImageCommand::Unpack { keys, src, dir, transport } => {
+        ImageCommand::Unpack {
+            keys,
+            src,
+            dir,
+            transport,
+        } => {
             let opts = transport.options()?;
-            let k = if keys.is_empty() { DecryptionKeys::default() } else { keys_from(&keys)? };
+            let k = if keys.is_empty() {
+                DecryptionKeys::default()
+            } else {
+                keys_from(&keys)?
+            };
             let name = ImageName::parse(&src)?;
             let mut s = open_source(&name, &opts)?;
             let p = progress(format);
-            let report = confidant_image::rootfs::unpack_image(s.as_mut(), &opts.platform, &k, &dir, &Default::default(), p.as_ref())
-                .with_context(|| format!("unpacking {name} into {}", dir.display()))?;
+            let report = confidant_image::rootfs::unpack_image(
+                s.as_mut(),
+                &opts.platform,
+                &k,
+                &dir,
+                &Default::default(),
+                p.as_ref(),
+            )
+            .with_context(|| format!("unpacking {name} into {}", dir.display()))?;
             match format {
                 Format::Json => crate::outln!("{}", serde_json::to_string_pretty(&report)?),
-                Format::Human => crate::outln!("unpacked {name} into {} ({} layers, {} bytes)", dir.display(), report.layers, report.bytes),
+                Format::Human => crate::outln!(
+                    "unpacked {name} into {} ({} layers, {} bytes)",
+                    dir.display(),
+                    report.layers,
+                    report.bytes
+                ),
             }
             Ok(Outcome::Ok)
         }

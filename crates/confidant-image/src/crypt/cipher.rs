@@ -125,8 +125,8 @@ impl CtrStream {
     pub fn new(key: &LayerKey) -> Result<CtrStream> {
         let unbound = UnboundCipherKey::new(&AES_256, &key.key)
             .map_err(|_| Error::Key("AES-256 key rejected".into()))?;
-        let key_ctr =
-            EncryptingKey::ctr(unbound).map_err(|_| Error::Key("AES-256-CTR unavailable".into()))?;
+        let key_ctr = EncryptingKey::ctr(unbound)
+            .map_err(|_| Error::Key("AES-256-CTR unavailable".into()))?;
         Ok(CtrStream {
             key: key_ctr,
             counter0: u128::from_be_bytes(key.nonce),
@@ -262,10 +262,8 @@ fn read_full<R: Read>(reader: &mut R, buf: &mut [u8]) -> io::Result<usize> {
 fn stream_error(action: &'static str, what: &'static str) -> impl Fn(io::Error) -> Error {
     move |e| {
         if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
-            if let Some(inner) = e.into_inner() {
-                if let Ok(ours) = inner.downcast::<Error>() {
-                    return *ours;
-                }
+            if let Some(Ok(ours)) = e.into_inner().map(|inner| inner.downcast::<Error>()) {
+                return *ours;
             }
             return Error::malformed(what, "stream failed");
         }
@@ -274,7 +272,11 @@ fn stream_error(action: &'static str, what: &'static str) -> impl Fn(io::Error) 
 }
 
 /// Encrypts `reader` to `writer` on the calling thread, in constant memory.
-pub fn encrypt_to<R: Read, W: Write>(mut reader: R, mut writer: W, key: &LayerKey) -> Result<EncryptStats> {
+pub fn encrypt_to<R: Read, W: Write>(
+    mut reader: R,
+    mut writer: W,
+    key: &LayerKey,
+) -> Result<EncryptStats> {
     let mut ctr = CtrStream::new(key)?;
     let mut mac = LayerMac::new(key);
     let mut plain_sha = digest::Context::new(&digest::SHA256);
@@ -282,7 +284,8 @@ pub fn encrypt_to<R: Read, W: Write>(mut reader: R, mut writer: W, key: &LayerKe
     let mut buf = vec![0u8; CHUNK_LEN];
     let mut size = 0u64;
     loop {
-        let n = read_full(&mut reader, &mut buf).map_err(stream_error("reading", "layer plaintext"))?;
+        let n =
+            read_full(&mut reader, &mut buf).map_err(stream_error("reading", "layer plaintext"))?;
         if n == 0 {
             break;
         }
@@ -296,7 +299,9 @@ pub fn encrypt_to<R: Read, W: Write>(mut reader: R, mut writer: W, key: &LayerKe
             .map_err(stream_error("writing", "layer ciphertext"))?;
         size += n as u64;
     }
-    writer.flush().map_err(stream_error("writing", "layer ciphertext"))?;
+    writer
+        .flush()
+        .map_err(stream_error("writing", "layer ciphertext"))?;
     Ok(EncryptStats {
         size,
         hmac: mac.finish(),
@@ -321,7 +326,8 @@ pub fn decrypt_to<R: Read, W: Write>(
     let mut buf = vec![0u8; CHUNK_LEN];
     let mut size = 0u64;
     loop {
-        let n = read_full(&mut reader, &mut buf).map_err(stream_error("reading", "layer ciphertext"))?;
+        let n = read_full(&mut reader, &mut buf)
+            .map_err(stream_error("reading", "layer ciphertext"))?;
         if n == 0 {
             break;
         }
@@ -334,7 +340,9 @@ pub fn decrypt_to<R: Read, W: Write>(
             .map_err(stream_error("writing", "layer plaintext"))?;
         size += n as u64;
     }
-    writer.flush().map_err(stream_error("writing", "layer plaintext"))?;
+    writer
+        .flush()
+        .map_err(stream_error("writing", "layer plaintext"))?;
     mac.verify(expected_hmac, size)?;
     Ok(DecryptStats {
         size,
@@ -351,14 +359,19 @@ trait ChunkSink: Send {
 /// [`CHUNK_LEN`] bytes and recycling them ([`PIPELINE_DEPTH`] buffers in all: constant memory).
 /// `produce` fills a buffer and returns its length, 0 to stop. Returns the sink when both halves
 /// are done; a producer error wins over a sink error.
-fn pipeline<S: ChunkSink>(mut produce: impl FnMut(&mut [u8]) -> Result<usize>, mut sink: S) -> Result<S> {
+fn pipeline<S: ChunkSink>(
+    mut produce: impl FnMut(&mut [u8]) -> Result<usize>,
+    mut sink: S,
+) -> Result<S> {
     let (full_tx, full_rx) = sync_channel::<(Vec<u8>, usize)>(PIPELINE_DEPTH);
     let (free_tx, free_rx) = sync_channel::<Vec<u8>>(PIPELINE_DEPTH);
     for _ in 0..PIPELINE_DEPTH {
         // Cannot fail: the receiver is alive and the channel holds PIPELINE_DEPTH buffers.
         let _ = free_tx.send(vec![0u8; CHUNK_LEN]);
     }
-    std::thread::scope(|scope| {
+    // `move`: if `produce` panics, `full_tx` is dropped while unwinding, before the scope waits
+    // for the worker, so the worker sees the end of the channel instead of waiting forever.
+    std::thread::scope(move |scope| {
         let worker = scope.spawn(move || -> Result<S> {
             for (mut buf, n) in full_rx {
                 sink.consume(&mut buf[..n])?;
@@ -422,7 +435,8 @@ pub fn encrypt_to_pipelined<R: Read, W: Write + Send>(
     };
     let mut sink = pipeline(
         |buf| {
-            let n = read_full(&mut reader, buf).map_err(stream_error("reading", "layer plaintext"))?;
+            let n =
+                read_full(&mut reader, buf).map_err(stream_error("reading", "layer plaintext"))?;
             let chunk = &mut buf[..n];
             plain_sha.update(chunk);
             ctr.apply(chunk)?;
@@ -476,7 +490,8 @@ pub fn decrypt_to_pipelined<R: Read, W: Write + Send>(
     };
     let mut sink = pipeline(
         |buf| {
-            let n = read_full(&mut reader, buf).map_err(stream_error("reading", "layer ciphertext"))?;
+            let n =
+                read_full(&mut reader, buf).map_err(stream_error("reading", "layer ciphertext"))?;
             mac.update(&buf[..n]);
             size += n as u64;
             Ok(n)
@@ -675,7 +690,9 @@ impl<W: Write> Write for EncryptingWriter<W> {
         let take = buf.len().min(CHUNK_LEN);
         self.scratch.clear();
         self.scratch.extend_from_slice(&buf[..take]);
-        self.ctr.apply(&mut self.scratch).map_err(io::Error::other)?;
+        self.ctr
+            .apply(&mut self.scratch)
+            .map_err(io::Error::other)?;
         self.mac.update(&self.scratch);
         if let Err(e) = self.inner.write_all(&self.scratch) {
             self.poisoned = true;
@@ -742,7 +759,9 @@ impl<W: Write> Write for DecryptingWriter<W> {
         self.mac.update(&buf[..take]);
         self.scratch.clear();
         self.scratch.extend_from_slice(&buf[..take]);
-        self.ctr.apply(&mut self.scratch).map_err(io::Error::other)?;
+        self.ctr
+            .apply(&mut self.scratch)
+            .map_err(io::Error::other)?;
         if let Err(e) = self.inner.write_all(&self.scratch) {
             self.poisoned = true;
             return Err(e);

@@ -14,7 +14,8 @@ pub(crate) const SEQUENCE: u8 = 0x30;
 pub(crate) const CONTEXT_0: u8 = 0xa0;
 
 /// Object identifier contents (without tag and length).
-pub(crate) const OID_RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+pub(crate) const OID_RSA_ENCRYPTION: &[u8] =
+    &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
 pub(crate) const OID_EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
 pub(crate) const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
 pub(crate) const OID_P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
@@ -30,11 +31,17 @@ pub(crate) struct Tlv<'a> {
 
 /// Reads one element from the front of `input`; returns it and what follows it.
 pub(crate) fn read(input: &[u8]) -> Result<(Tlv<'_>, &[u8]), String> {
-    let (&tag, rest) = input.split_first().ok_or("expected a DER element, found the end of input")?;
+    let (&tag, rest) = input
+        .split_first()
+        .ok_or("expected a DER element, found the end of input")?;
     if tag & 0x1f == 0x1f {
-        return Err(format!("expected a one-byte DER tag, found multi-byte tag {tag:#04x}"));
+        return Err(format!(
+            "expected a one-byte DER tag, found multi-byte tag {tag:#04x}"
+        ));
     }
-    let (&first, rest) = rest.split_first().ok_or("expected a DER length, found the end of input")?;
+    let (&first, rest) = rest
+        .split_first()
+        .ok_or("expected a DER length, found the end of input")?;
     let (len, rest) = if first < 0x80 {
         (usize::from(first), rest)
     } else {
@@ -43,9 +50,13 @@ pub(crate) fn read(input: &[u8]) -> Result<(Tlv<'_>, &[u8]), String> {
             return Err("expected a definite DER length, found the indefinite form".into());
         }
         if count > 4 || count > rest.len() {
-            return Err(format!("expected a DER length of at most 4 bytes, found {count}"));
+            return Err(format!(
+                "expected a DER length of at most 4 bytes, found {count}"
+            ));
         }
-        let len = rest[..count].iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        let len = rest[..count]
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
         (len, &rest[count..])
     };
     if len > rest.len() {
@@ -64,10 +75,17 @@ pub(crate) fn read(input: &[u8]) -> Result<(Tlv<'_>, &[u8]), String> {
 }
 
 /// Reads one element that must have tag `tag`.
-pub(crate) fn expect<'a>(input: &'a [u8], tag: u8, what: &str) -> Result<(Tlv<'a>, &'a [u8]), String> {
+pub(crate) fn expect<'a>(
+    input: &'a [u8],
+    tag: u8,
+    what: &str,
+) -> Result<(Tlv<'a>, &'a [u8]), String> {
     let (tlv, rest) = read(input).map_err(|e| format!("{what}: {e}"))?;
     if tlv.tag != tag {
-        return Err(format!("{what}: expected tag {tag:#04x}, found {:#04x}", tlv.tag));
+        return Err(format!(
+            "{what}: expected tag {tag:#04x}, found {:#04x}",
+            tlv.tag
+        ));
     }
     Ok((tlv, rest))
 }
@@ -76,7 +94,10 @@ pub(crate) fn expect<'a>(input: &'a [u8], tag: u8, what: &str) -> Result<(Tlv<'a
 pub(crate) fn expect_only<'a>(input: &'a [u8], tag: u8, what: &str) -> Result<Tlv<'a>, String> {
     let (tlv, rest) = expect(input, tag, what)?;
     if !rest.is_empty() {
-        return Err(format!("{what}: {} trailing bytes after the element", rest.len()));
+        return Err(format!(
+            "{what}: {} trailing bytes after the element",
+            rest.len()
+        ));
     }
     Ok(tlv)
 }
@@ -130,7 +151,9 @@ pub(crate) fn pkcs1_to_pkcs8(pkcs1: &[u8]) -> Vec<u8> {
 }
 
 /// The parts of an `AlgorithmIdentifier`: the algorithm OID and the parameters element, if any.
-pub(crate) fn algorithm_identifier<'a>(tlv: &Tlv<'a>) -> Result<(&'static str, Option<Tlv<'a>>), String> {
+pub(crate) fn algorithm_identifier<'a>(
+    tlv: &Tlv<'a>,
+) -> Result<(&'static str, Option<Tlv<'a>>), String> {
     let (oid, rest) = expect(tlv.contents, OID, "algorithm identifier")?;
     let params = if rest.is_empty() {
         None

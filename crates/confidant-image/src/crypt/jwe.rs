@@ -21,7 +21,9 @@ use std::path::Path;
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use aws_lc_rs::agreement::{self, UnparsedPublicKey};
 use aws_lc_rs::key_wrap::{self, KeyEncryptionKey, KeyWrap as _};
-use aws_lc_rs::rsa::{OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OaepPublicEncryptingKey, PublicEncryptingKey};
+use aws_lc_rs::rsa::{
+    OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OaepPublicEncryptingKey, PublicEncryptingKey,
+};
 use aws_lc_rs::{digest, rand};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -104,7 +106,7 @@ fn opt_b64url(field: &str, value: Option<&str>) -> Result<Vec<u8>> {
 }
 
 /// The merged header of one recipient; the three parts must not share names (RFC 7516 §7.2.1).
-fn merge_headers<'a>(parts: [Option<&'a Map<String, Value>>; 3]) -> Result<BTreeMap<&'a str, &'a Value>> {
+fn merge_headers(parts: [Option<&Map<String, Value>>; 3]) -> Result<BTreeMap<&str, &Value>> {
     let mut merged = BTreeMap::new();
     for part in parts.into_iter().flatten() {
         for (name, value) in part {
@@ -137,10 +139,14 @@ impl Jwe {
         if input.len() > MAX_JWE_LEN {
             return Err(Error::malformed(
                 WHAT,
-                format!("expected at most {MAX_JWE_LEN} bytes, found {}", input.len()),
+                format!(
+                    "expected at most {MAX_JWE_LEN} bytes, found {}",
+                    input.len()
+                ),
             ));
         }
-        let text = std::str::from_utf8(input).map_err(|_| Error::malformed(WHAT, "expected UTF-8 text"))?;
+        let text = std::str::from_utf8(input)
+            .map_err(|_| Error::malformed(WHAT, "expected UTF-8 text"))?;
         let text = text.trim();
         let jwe = if text.starts_with('{') {
             Jwe::parse_json(text)?
@@ -156,7 +162,10 @@ impl Jwe {
         if parts.len() != 5 {
             return Err(Error::malformed(
                 WHAT,
-                format!("compact serialization: expected 5 parts, found {}", parts.len()),
+                format!(
+                    "compact serialization: expected 5 parts, found {}",
+                    parts.len()
+                ),
             ));
         }
         let protected_raw = b64url("protected", parts[0])?;
@@ -176,8 +185,8 @@ impl Jwe {
     }
 
     fn parse_json(text: &str) -> Result<Jwe> {
-        let raw: RawJwe =
-            serde_json::from_str(text).map_err(|e| Error::malformed(WHAT, format!("invalid JSON: {e}")))?;
+        let raw: RawJwe = serde_json::from_str(text)
+            .map_err(|e| Error::malformed(WHAT, format!("invalid JSON: {e}")))?;
         let protected_raw = opt_b64url("protected", raw.protected.as_deref())?;
         let protected = if protected_raw.is_empty() {
             Map::new()
@@ -205,7 +214,10 @@ impl Jwe {
                     .map(|(i, r)| {
                         Ok(Recipient {
                             header: r.header,
-                            encrypted_key: opt_b64url(&format!("recipients[{i}].encrypted_key"), r.encrypted_key.as_deref())?,
+                            encrypted_key: opt_b64url(
+                                &format!("recipients[{i}].encrypted_key"),
+                                r.encrypted_key.as_deref(),
+                            )?,
                         })
                     })
                     .collect::<Result<Vec<_>>>()?
@@ -231,13 +243,19 @@ impl Jwe {
         if self.iv.len() != GCM_IV_LEN {
             return Err(Error::malformed(
                 WHAT,
-                format!("iv: expected {GCM_IV_LEN} bytes for A256GCM, found {}", self.iv.len()),
+                format!(
+                    "iv: expected {GCM_IV_LEN} bytes for A256GCM, found {}",
+                    self.iv.len()
+                ),
             ));
         }
         if self.tag.len() != GCM_TAG_LEN {
             return Err(Error::malformed(
                 WHAT,
-                format!("tag: expected {GCM_TAG_LEN} bytes for A256GCM, found {}", self.tag.len()),
+                format!(
+                    "tag: expected {GCM_TAG_LEN} bytes for A256GCM, found {}",
+                    self.tag.len()
+                ),
             ));
         }
         for (i, _) in self.recipients.iter().enumerate() {
@@ -248,7 +266,9 @@ impl Jwe {
                 )));
             }
             if header.contains_key("zip") {
-                return Err(Error::Unsupported(format!("JWE recipient {i}: compressed plaintext (\"zip\")")));
+                return Err(Error::Unsupported(format!(
+                    "JWE recipient {i}: compressed plaintext (\"zip\")"
+                )));
             }
             match header_str(&header, "enc")? {
                 Some(ENC_A256GCM) => {}
@@ -257,10 +277,18 @@ impl Jwe {
                         "JWE content encryption {other:?}: expected {ENC_A256GCM:?}"
                     )));
                 }
-                None => return Err(Error::malformed(WHAT, format!("recipient {i}: expected header \"enc\", found none"))),
+                None => {
+                    return Err(Error::malformed(
+                        WHAT,
+                        format!("recipient {i}: expected header \"enc\", found none"),
+                    ));
+                }
             }
             if header_str(&header, "alg")?.is_none() {
-                return Err(Error::malformed(WHAT, format!("recipient {i}: expected header \"alg\", found none")));
+                return Err(Error::malformed(
+                    WHAT,
+                    format!("recipient {i}: expected header \"alg\", found none"),
+                ));
             }
         }
         Ok(())
@@ -293,7 +321,11 @@ impl Jwe {
                     return "?".to_string();
                 };
                 let alg = header_str(&header, "alg").ok().flatten().unwrap_or("?");
-                match header.get("epk").and_then(|e| e.get("crv")).and_then(Value::as_str) {
+                match header
+                    .get("epk")
+                    .and_then(|e| e.get("crv"))
+                    .and_then(Value::as_str)
+                {
                     Some(crv) => format!("{alg} {crv}"),
                     None => alg.to_string(),
                 }
@@ -328,7 +360,9 @@ impl Jwe {
         let alg = header_str(&header, "alg")?.unwrap_or_default();
         let cek = match alg {
             ALG_RSA_OAEP | ALG_RSA_OAEP_256 => {
-                let Some(rsa) = key.rsa() else { return Ok(None) };
+                let Some(rsa) = key.rsa() else {
+                    return Ok(None);
+                };
                 let oaep = if alg == ALG_RSA_OAEP {
                     &OAEP_SHA1_MGF1SHA1
                 } else {
@@ -343,7 +377,9 @@ impl Jwe {
                 out
             }
             ALG_ECDH_ES_A256KW => {
-                let Some((curve, private)) = key.ec() else { return Ok(None) };
+                let Some((curve, private)) = key.ec() else {
+                    return Ok(None);
+                };
                 let epk = parse_epk(&header)?;
                 if epk.0 != curve {
                     return Ok(None);
@@ -390,12 +426,19 @@ impl Jwe {
 
     fn open(&self, cek: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
         let key = LessSafeKey::new(
-            UnboundKey::new(&AES_256_GCM, cek).map_err(|_| Error::Key("A256GCM key rejected".into()))?,
+            UnboundKey::new(&AES_256_GCM, cek)
+                .map_err(|_| Error::Key("A256GCM key rejected".into()))?,
         );
-        let nonce = Nonce::try_assume_unique_for_key(&self.iv).map_err(|_| Error::malformed(WHAT, "iv length"))?;
+        let nonce = Nonce::try_assume_unique_for_key(&self.iv)
+            .map_err(|_| Error::malformed(WHAT, "iv length"))?;
         let mut buf = Zeroizing::new(self.ciphertext.clone());
-        key.open_in_place_separate_tag(nonce, Aad::from(self.authenticated_data()), &self.tag, &mut buf)
-            .map_err(|_| Error::Key("A256GCM authentication failed".into()))?;
+        key.open_in_place_separate_tag(
+            nonce,
+            Aad::from(self.authenticated_data()),
+            &self.tag,
+            &mut buf,
+        )
+        .map_err(|_| Error::Key("A256GCM authentication failed".into()))?;
         Ok(buf)
     }
 }
@@ -407,7 +450,10 @@ fn parse_header_object(raw: &[u8]) -> Result<Map<String, Value>> {
             WHAT,
             format!("protected header: expected a JSON object, found {other}"),
         )),
-        Err(e) => Err(Error::malformed(WHAT, format!("protected header: invalid JSON: {e}"))),
+        Err(e) => Err(Error::malformed(
+            WHAT,
+            format!("protected header: invalid JSON: {e}"),
+        )),
     }
 }
 
@@ -416,21 +462,34 @@ fn parse_epk(header: &BTreeMap<&str, &Value>) -> Result<(Curve, Vec<u8>)> {
     let epk = header
         .get("epk")
         .and_then(|v| v.as_object())
-        .ok_or_else(|| Error::malformed(WHAT, "ECDH-ES recipient: expected an \"epk\" object, found none"))?;
+        .ok_or_else(|| {
+            Error::malformed(
+                WHAT,
+                "ECDH-ES recipient: expected an \"epk\" object, found none",
+            )
+        })?;
     let field = |name: &str| epk.get(name).and_then(Value::as_str);
     if field("kty") != Some("EC") {
-        return Err(Error::malformed(WHAT, format!("epk.kty: expected \"EC\", found {:?}", field("kty"))));
+        return Err(Error::malformed(
+            WHAT,
+            format!("epk.kty: expected \"EC\", found {:?}", field("kty")),
+        ));
     }
     let crv = field("crv").unwrap_or_default();
-    let curve = Curve::from_jwk_name(crv)
-        .ok_or_else(|| Error::Unsupported(format!("epk curve {crv:?}: expected P-256, P-384 or P-521")))?;
+    let curve = Curve::from_jwk_name(crv).ok_or_else(|| {
+        Error::Unsupported(format!("epk curve {crv:?}: expected P-256, P-384 or P-521"))
+    })?;
     let mut point = vec![0x04];
     for name in ["x", "y"] {
         let coord = b64url(&format!("epk.{name}"), field(name).unwrap_or_default())?;
         if coord.len() != curve.coordinate_len() {
             return Err(Error::malformed(
                 WHAT,
-                format!("epk.{name}: expected {} bytes for {curve}, found {}", curve.coordinate_len(), coord.len()),
+                format!(
+                    "epk.{name}: expected {} bytes for {curve}, found {}",
+                    curve.coordinate_len(),
+                    coord.len()
+                ),
             ));
         }
         point.extend(coord);
@@ -440,7 +499,13 @@ fn parse_epk(header: &BTreeMap<&str, &Value>) -> Result<(Curve, Vec<u8>)> {
 
 /// Concat KDF (NIST SP 800-56A §5.8.1) with SHA-256 as JWA uses it (RFC 7518 §4.6.2):
 /// `SHA-256(counter || Z || len(alg) || alg || len(apu) || apu || len(apv) || apv || bits)`.
-pub(crate) fn concat_kdf(z: &[u8], alg: &str, apu: &[u8], apv: &[u8], out_len: usize) -> Zeroizing<Vec<u8>> {
+pub(crate) fn concat_kdf(
+    z: &[u8],
+    alg: &str,
+    apu: &[u8],
+    apv: &[u8],
+    out_len: usize,
+) -> Zeroizing<Vec<u8>> {
     let mut other_info = Vec::with_capacity(alg.len() + apu.len() + apv.len() + 16);
     for part in [alg.as_bytes(), apu, apv] {
         other_info.extend_from_slice(&(part.len() as u32).to_be_bytes());
@@ -468,7 +533,10 @@ fn json_str(s: &str) -> String {
 
 /// A JSON object from already-encoded values, keys in sorted order (as Go writes maps).
 fn json_object(entries: &BTreeMap<String, String>) -> String {
-    let body: Vec<String> = entries.iter().map(|(k, v)| format!("{}:{v}", json_str(k))).collect();
+    let body: Vec<String> = entries
+        .iter()
+        .map(|(k, v)| format!("{}:{v}", json_str(k)))
+        .collect();
     format!("{{{}}}", body.join(","))
 }
 
@@ -537,7 +605,9 @@ pub(crate) fn encrypt_json(
     extra_protected: &BTreeMap<String, String>,
 ) -> Result<String> {
     if recipients.is_empty() {
-        return Err(Error::Key("JWE: no recipients to wrap the layer key for".into()));
+        return Err(Error::Key(
+            "JWE: no recipients to wrap the layer key for".into(),
+        ));
     }
     let mut cek = Zeroizing::new([0u8; CEK_LEN]);
     let mut iv = [0u8; GCM_IV_LEN];
@@ -556,7 +626,8 @@ pub(crate) fn encrypt_json(
     let protected_b64 = URL_SAFE_NO_PAD.encode(json_object(&protected));
 
     let key = LessSafeKey::new(
-        UnboundKey::new(&AES_256_GCM, cek.as_ref()).map_err(|_| Error::Key("A256GCM key rejected".into()))?,
+        UnboundKey::new(&AES_256_GCM, cek.as_ref())
+            .map_err(|_| Error::Key("A256GCM key rejected".into()))?,
     );
     let mut ciphertext = plaintext.to_vec();
     let tag = key
@@ -582,10 +653,19 @@ pub(crate) fn encrypt_json(
             .collect();
         fields.push(format!("\"recipients\":[{}]", list.join(",")));
     }
-    fields.push(format!("\"encrypted_key\":{}", json_str(&URL_SAFE_NO_PAD.encode(&wrapped[0].1))));
+    fields.push(format!(
+        "\"encrypted_key\":{}",
+        json_str(&URL_SAFE_NO_PAD.encode(&wrapped[0].1))
+    ));
     fields.push(format!("\"iv\":{}", json_str(&URL_SAFE_NO_PAD.encode(iv))));
-    fields.push(format!("\"ciphertext\":{}", json_str(&URL_SAFE_NO_PAD.encode(&ciphertext))));
-    fields.push(format!("\"tag\":{}", json_str(&URL_SAFE_NO_PAD.encode(tag.as_ref()))));
+    fields.push(format!(
+        "\"ciphertext\":{}",
+        json_str(&URL_SAFE_NO_PAD.encode(&ciphertext))
+    ));
+    fields.push(format!(
+        "\"tag\":{}",
+        json_str(&URL_SAFE_NO_PAD.encode(tag.as_ref()))
+    ));
     Ok(format!("{{{}}}", fields.join(",")))
 }
 
@@ -609,7 +689,12 @@ pub fn unwrap_annotation(value: &str, keys: &[PrivateKey]) -> Result<Zeroizing<V
     for (i, entry) in entries.iter().enumerate() {
         let jwe = STANDARD
             .decode(entry.trim())
-            .map_err(|e| Error::malformed(format!("annotation {ANNOTATION} entry {i}"), format!("expected standard base64: {e}")))
+            .map_err(|e| {
+                Error::malformed(
+                    format!("annotation {ANNOTATION} entry {i}"),
+                    format!("expected standard base64: {e}"),
+                )
+            })
             .and_then(|bytes| Jwe::parse(&bytes));
         let jwe = match jwe {
             Ok(jwe) => jwe,
@@ -632,7 +717,10 @@ pub fn unwrap_annotation(value: &str, keys: &[PrivateKey]) -> Result<Zeroizing<V
         recipients.extend(jwe.recipient_algorithms());
     }
     if parsed == 0 {
-        return Err(Error::malformed(format!("annotation {ANNOTATION}"), problems.join("; ")));
+        return Err(Error::malformed(
+            format!("annotation {ANNOTATION}"),
+            problems.join("; "),
+        ));
     }
     let kinds: Vec<String> = keys.iter().map(|k| k.kind().to_string()).collect();
     let mut message = format!(
@@ -667,7 +755,10 @@ pub fn parse_recipient(spec: &str) -> Result<PublicKey> {
         "pgp" | "pkcs7" | "pkcs11" | "provider" => Err(Error::Unsupported(format!(
             "recipient scheme {scheme:?}: expected jwe:PATH"
         ))),
-        _ => Err(Error::malformed("recipient", format!("unknown scheme {scheme:?}: expected jwe:PATH"))),
+        _ => Err(Error::malformed(
+            "recipient",
+            format!("unknown scheme {scheme:?}: expected jwe:PATH"),
+        )),
     }
 }
 
@@ -675,12 +766,10 @@ pub fn parse_recipient(spec: &str) -> Result<PublicKey> {
 /// `PATH` to an unencrypted PEM or DER private key (`PATH:password` is not supported).
 pub fn parse_decryption_key(spec: &str) -> Result<PrivateKey> {
     let path = spec.strip_prefix("jwe:").unwrap_or(spec);
-    if let Some((scheme, _)) = path.split_once(':') {
-        if matches!(scheme, "pgp" | "pkcs7" | "pkcs11" | "provider") {
-            return Err(Error::Unsupported(format!(
-                "decryption key scheme {scheme:?}: expected jwe:PATH or PATH"
-            )));
-        }
+    if let Some((scheme @ ("pgp" | "pkcs7" | "pkcs11" | "provider"), _)) = path.split_once(':') {
+        return Err(Error::Unsupported(format!(
+            "decryption key scheme {scheme:?}: expected jwe:PATH or PATH"
+        )));
     }
     PrivateKey::from_pem_or_der(&read_key_file(path)?)
 }
@@ -693,11 +782,14 @@ mod tests {
     fn concat_kdf_matches_rfc7518_appendix_c() {
         // RFC 7518 Appendix C: ECDH-ES direct, A128GCM, apu "Alice", apv "Bob".
         let z = [
-            158, 86, 217, 29, 129, 113, 53, 211, 114, 131, 66, 131, 191, 132, 38, 156, 251, 49, 110, 163, 218, 128,
-            106, 72, 246, 218, 167, 121, 140, 254, 144, 196,
+            158, 86, 217, 29, 129, 113, 53, 211, 114, 131, 66, 131, 191, 132, 38, 156, 251, 49,
+            110, 163, 218, 128, 106, 72, 246, 218, 167, 121, 140, 254, 144, 196,
         ];
         let key = concat_kdf(&z, "A128GCM", b"Alice", b"Bob", 16);
-        assert_eq!(URL_SAFE_NO_PAD.encode(key.as_slice()), "VqqN6vgjbSBcIijNcacQGg");
+        assert_eq!(
+            URL_SAFE_NO_PAD.encode(key.as_slice()),
+            "VqqN6vgjbSBcIijNcacQGg"
+        );
     }
 
     #[test]
@@ -710,7 +802,9 @@ mod tests {
             assert!(names.contains(&name), "{json}");
         }
         assert!(v.get("recipients").is_none() && v.get("header").is_none());
-        let protected = URL_SAFE_NO_PAD.decode(v["protected"].as_str().unwrap()).unwrap();
+        let protected = URL_SAFE_NO_PAD
+            .decode(v["protected"].as_str().unwrap())
+            .unwrap();
         let protected = String::from_utf8(protected).unwrap();
         assert!(protected.starts_with("{\"alg\":\"ECDH-ES+A256KW\",\"enc\":\"A256GCM\",\"epk\":{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":"), "{protected}");
         let jwe = Jwe::parse(json.as_bytes()).unwrap();
@@ -721,7 +815,12 @@ mod tests {
     fn several_recipients_use_the_general_form_with_go_jose_top_level_key() {
         let rsa = PrivateKey::generate_rsa(2048).unwrap();
         let ec = PrivateKey::generate_ec(Curve::P521).unwrap();
-        let json = encrypt_json(b"opts", &[rsa.public_key(), ec.public_key()], &BTreeMap::new()).unwrap();
+        let json = encrypt_json(
+            b"opts",
+            &[rsa.public_key(), ec.public_key()],
+            &BTreeMap::new(),
+        )
+        .unwrap();
         let v: Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v["recipients"].as_array().unwrap().len(), 2);
         assert_eq!(v["encrypted_key"], v["recipients"][0]["encrypted_key"]);
@@ -732,7 +831,10 @@ mod tests {
         assert_eq!(jwe.decrypt(&ec).unwrap().as_slice(), b"opts");
         let other = PrivateKey::generate_ec(Curve::P521).unwrap();
         let err = jwe.decrypt(&other).unwrap_err().to_string();
-        assert!(err.contains("2 JWE recipients (RSA-OAEP, ECDH-ES+A256KW P-521)"), "{err}");
+        assert!(
+            err.contains("2 JWE recipients (RSA-OAEP, ECDH-ES+A256KW P-521)"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -743,21 +845,38 @@ mod tests {
         let compact = ["protected", "encrypted_key", "iv", "ciphertext", "tag"]
             .map(|f| v[f].as_str().unwrap().to_string())
             .join(".");
-        assert_eq!(Jwe::parse(compact.as_bytes()).unwrap().decrypt(&key).unwrap().as_slice(), b"compact");
+        assert_eq!(
+            Jwe::parse(compact.as_bytes())
+                .unwrap()
+                .decrypt(&key)
+                .unwrap()
+                .as_slice(),
+            b"compact"
+        );
     }
 
     #[test]
     fn rsa_oaep_256_recipients_are_unwrapped() {
         let key = PrivateKey::generate_rsa(2048).unwrap();
         let cek = [5u8; 32];
-        let public = OaepPublicEncryptingKey::new(PublicEncryptingKey::from_der(key.public_key().spki_der()).unwrap()).unwrap();
+        let public = OaepPublicEncryptingKey::new(
+            PublicEncryptingKey::from_der(key.public_key().spki_der()).unwrap(),
+        )
+        .unwrap();
         let mut ek = vec![0u8; public.ciphertext_size()];
-        let ek = public.encrypt(&OAEP_SHA256_MGF1SHA256, &cek, &mut ek, None).unwrap().to_vec();
+        let ek = public
+            .encrypt(&OAEP_SHA256_MGF1SHA256, &cek, &mut ek, None)
+            .unwrap()
+            .to_vec();
         let protected = URL_SAFE_NO_PAD.encode("{\"alg\":\"RSA-OAEP-256\",\"enc\":\"A256GCM\"}");
         let gcm = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &cek).unwrap());
         let mut ct = b"sha256".to_vec();
         let tag = gcm
-            .seal_in_place_separate_tag(Nonce::assume_unique_for_key([1; 12]), Aad::from(protected.as_bytes()), &mut ct)
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key([1; 12]),
+                Aad::from(protected.as_bytes()),
+                &mut ct,
+            )
             .unwrap();
         let json = format!(
             "{{\"protected\":\"{protected}\",\"encrypted_key\":\"{}\",\"iv\":\"{}\",\"ciphertext\":\"{}\",\"tag\":\"{}\"}}",
@@ -766,7 +885,14 @@ mod tests {
             URL_SAFE_NO_PAD.encode(&ct),
             URL_SAFE_NO_PAD.encode(tag.as_ref())
         );
-        assert_eq!(Jwe::parse(json.as_bytes()).unwrap().decrypt(&key).unwrap().as_slice(), b"sha256");
+        assert_eq!(
+            Jwe::parse(json.as_bytes())
+                .unwrap()
+                .decrypt(&key)
+                .unwrap()
+                .as_slice(),
+            b"sha256"
+        );
     }
 
     #[test]
@@ -778,9 +904,17 @@ mod tests {
         assert!(Jwe::parse(v.to_string().as_bytes()).is_err());
         let mut v: Value = serde_json::from_str(&json).unwrap();
         v["unprotected"] = serde_json::json!({"crit": ["exp"]});
-        assert!(matches!(Jwe::parse(v.to_string().as_bytes()), Err(Error::Unsupported(_))));
+        assert!(matches!(
+            Jwe::parse(v.to_string().as_bytes()),
+            Err(Error::Unsupported(_))
+        ));
         let mut v: Value = serde_json::from_str(&json).unwrap();
-        v["protected"] = Value::String(URL_SAFE_NO_PAD.encode("{\"alg\":\"ECDH-ES+A256KW\",\"enc\":\"A128CBC-HS256\"}"));
-        assert!(matches!(Jwe::parse(v.to_string().as_bytes()), Err(Error::Unsupported(_))));
+        v["protected"] = Value::String(
+            URL_SAFE_NO_PAD.encode("{\"alg\":\"ECDH-ES+A256KW\",\"enc\":\"A128CBC-HS256\"}"),
+        );
+        assert!(matches!(
+            Jwe::parse(v.to_string().as_bytes()),
+            Err(Error::Unsupported(_))
+        ));
     }
 }

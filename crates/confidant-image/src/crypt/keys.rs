@@ -7,7 +7,9 @@ use std::fmt;
 
 use aws_lc_rs::agreement;
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
-use aws_lc_rs::rsa::{KeySize, OaepPrivateDecryptingKey, PrivateDecryptingKey, PublicEncryptingKey};
+use aws_lc_rs::rsa::{
+    KeySize, OaepPrivateDecryptingKey, PrivateDecryptingKey, PublicEncryptingKey,
+};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use zeroize::Zeroizing;
@@ -132,29 +134,34 @@ impl PublicKey {
                 ),
             ));
         }
-        PublicKey::from_spki_der(bytes).or_else(|spki_err| {
-            PublicKey::from_certificate_der(bytes).map_err(|_| spki_err)
-        })
+        PublicKey::from_spki_der(bytes)
+            .or_else(|spki_err| PublicKey::from_certificate_der(bytes).map_err(|_| spki_err))
     }
 
     /// Reads the subject public key of a DER X.509 certificate (the certificate is not
     /// verified: it only carries the key, as in ocicrypt).
     pub fn from_certificate_der(der_bytes: &[u8]) -> Result<PublicKey> {
-        let spki = der::certificate_spki(der_bytes).map_err(|e| Error::malformed("certificate", e))?;
+        let spki =
+            der::certificate_spki(der_bytes).map_err(|e| Error::malformed("certificate", e))?;
         PublicKey::from_spki_der(spki)
     }
 
     /// Reads a DER `SubjectPublicKeyInfo`.
     pub fn from_spki_der(der_bytes: &[u8]) -> Result<PublicKey> {
         let malformed = |e: String| Error::malformed("public key (SubjectPublicKeyInfo)", e);
-        let spki = der::expect_only(der_bytes, der::SEQUENCE, "SubjectPublicKeyInfo").map_err(malformed)?;
-        let (alg, rest) = der::expect(spki.contents, der::SEQUENCE, "algorithm").map_err(malformed)?;
-        let (key_bits, _) = der::expect(rest, der::BIT_STRING, "subjectPublicKey").map_err(malformed)?;
+        let spki = der::expect_only(der_bytes, der::SEQUENCE, "SubjectPublicKeyInfo")
+            .map_err(malformed)?;
+        let (alg, rest) =
+            der::expect(spki.contents, der::SEQUENCE, "algorithm").map_err(malformed)?;
+        let (key_bits, _) =
+            der::expect(rest, der::BIT_STRING, "subjectPublicKey").map_err(malformed)?;
         let (alg_name, params) = der::algorithm_identifier(&alg).map_err(malformed)?;
         match alg_name {
             "rsaEncryption" => {
                 let key = PublicEncryptingKey::from_der(der_bytes).map_err(|e| {
-                    Error::Key(format!("RSA public key rejected ({e}): expected a 2048 to 8192-bit key"))
+                    Error::Key(format!(
+                        "RSA public key rejected ({e}): expected a 2048 to 8192-bit key"
+                    ))
                 })?;
                 let bits = key.key_size_bits();
                 let spki = key
@@ -170,7 +177,11 @@ impl PublicKey {
                 let curve = ec_curve_param(params)?;
                 let point = match key_bits.contents.split_first() {
                     Some((0, point)) => point,
-                    _ => return Err(malformed("expected a BIT STRING with no unused bits".into())),
+                    _ => {
+                        return Err(malformed(
+                            "expected a BIT STRING with no unused bits".into(),
+                        ));
+                    }
                 };
                 PublicKey::from_ec_point(curve, point)
             }
@@ -194,8 +205,11 @@ impl PublicKey {
             )));
         }
         let unparsed = agreement::UnparsedPublicKey::new(curve.agreement(), point);
-        agreement::ParsedPublicKey::try_from(&unparsed)
-            .map_err(|_| Error::Key(format!("EC {curve} public key: the point is not on the curve")))?;
+        agreement::ParsedPublicKey::try_from(&unparsed).map_err(|_| {
+            Error::Key(format!(
+                "EC {curve} public key: the point is not on the curve"
+            ))
+        })?;
         Ok(PublicKey {
             kind: KeyKind::Ec(curve),
             spki: der::ec_spki(curve.oid(), point),
@@ -291,7 +305,8 @@ impl PrivateKey {
     pub fn from_der(der_bytes: &[u8]) -> Result<PrivateKey> {
         let malformed = |e: String| Error::malformed("private key", e);
         let outer = der::expect_only(der_bytes, der::SEQUENCE, "private key").map_err(malformed)?;
-        let (_version, rest) = der::expect(outer.contents, der::INTEGER, "version").map_err(malformed)?;
+        let (_version, rest) =
+            der::expect(outer.contents, der::INTEGER, "version").map_err(malformed)?;
         let (second, _) = der::read(rest).map_err(malformed)?;
         match second.tag {
             der::SEQUENCE => PrivateKey::from_pkcs8(der_bytes, &second),
@@ -307,7 +322,8 @@ impl PrivateKey {
     }
 
     fn from_pkcs8(der_bytes: &[u8], alg: &der::Tlv<'_>) -> Result<PrivateKey> {
-        let (alg_name, params) = der::algorithm_identifier(alg).map_err(|e| Error::malformed("PKCS#8 key", e))?;
+        let (alg_name, params) =
+            der::algorithm_identifier(alg).map_err(|e| Error::malformed("PKCS#8 key", e))?;
         match alg_name {
             "rsaEncryption" => PrivateKey::from_rsa_pkcs8(Zeroizing::new(der_bytes.to_vec())),
             "id-ecPublicKey" => {
@@ -323,7 +339,8 @@ impl PrivateKey {
 
     fn from_sec1(der_bytes: &[u8], after_version: &[u8]) -> Result<PrivateKey> {
         let malformed = |e: String| Error::malformed("SEC1 EC private key", e);
-        let (_d, mut rest) = der::expect(after_version, der::OCTET_STRING, "privateKey").map_err(malformed)?;
+        let (_d, mut rest) =
+            der::expect(after_version, der::OCTET_STRING, "privateKey").map_err(malformed)?;
         while !rest.is_empty() {
             let (tlv, after) = der::read(rest).map_err(malformed)?;
             if tlv.tag == der::CONTEXT_0 {
@@ -336,12 +353,17 @@ impl PrivateKey {
         Curve::ALL
             .into_iter()
             .find_map(|curve| PrivateKey::from_ec_der(curve, der_bytes).ok())
-            .ok_or_else(|| malformed("no curve parameter, and the key fits none of P-256, P-384, P-521".into()))
+            .ok_or_else(|| {
+                malformed("no curve parameter, and the key fits none of P-256, P-384, P-521".into())
+            })
     }
 
     fn from_rsa_pkcs8(pkcs8: Zeroizing<Vec<u8>>) -> Result<PrivateKey> {
-        let key = PrivateDecryptingKey::from_pkcs8(&pkcs8)
-            .map_err(|e| Error::Key(format!("RSA private key rejected ({e}): expected a 2048 to 8192-bit key")))?;
+        let key = PrivateDecryptingKey::from_pkcs8(&pkcs8).map_err(|e| {
+            Error::Key(format!(
+                "RSA private key rejected ({e}): expected a 2048 to 8192-bit key"
+            ))
+        })?;
         PrivateKey::from_rsa(key)
     }
 
@@ -355,7 +377,8 @@ impl PrivateKey {
             .as_der()
             .map_err(|_| Error::Key("cannot encode the RSA private key".into()))?;
         let pkcs8 = Zeroizing::new(pkcs8.as_ref().to_vec());
-        let oaep = OaepPrivateDecryptingKey::new(key).map_err(|_| Error::Key("RSA key unusable for OAEP".into()))?;
+        let oaep = OaepPrivateDecryptingKey::new(key)
+            .map_err(|_| Error::Key("RSA key unusable for OAEP".into()))?;
         Ok(PrivateKey {
             inner: PrivateInner::Rsa(oaep),
             public,
@@ -370,9 +393,11 @@ impl PrivateKey {
     }
 
     fn from_ec(curve: Curve, key: agreement::PrivateKey) -> Result<PrivateKey> {
-        let point = key
-            .compute_public_key()
-            .map_err(|_| Error::Key(format!("EC {curve} private key: cannot compute the public key")))?;
+        let point = key.compute_public_key().map_err(|_| {
+            Error::Key(format!(
+                "EC {curve} private key: cannot compute the public key"
+            ))
+        })?;
         let public = PublicKey::from_ec_point(curve, point.as_ref())?;
         let pkcs8: Pkcs8V1Der<'static> = key
             .as_der()
@@ -405,7 +430,8 @@ impl PrivateKey {
                 )));
             }
         };
-        let key = PrivateDecryptingKey::generate(size).map_err(|_| Error::Key("cannot generate an RSA key".into()))?;
+        let key = PrivateDecryptingKey::generate(size)
+            .map_err(|_| Error::Key("cannot generate an RSA key".into()))?;
         PrivateKey::from_rsa(key)
     }
 
@@ -446,7 +472,12 @@ impl PrivateKey {
 
 impl fmt::Debug for PrivateKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PrivateKey({}, public {})", self.kind(), self.public.key_id())
+        write!(
+            f,
+            "PrivateKey({}, public {})",
+            self.kind(),
+            self.public.key_id()
+        )
     }
 }
 
@@ -463,7 +494,10 @@ fn ec_curve_param(params: Option<der::Tlv<'_>>) -> Result<Curve> {
             "EC key with explicit curve parameters (tag {:#04x}): expected a named curve",
             tlv.tag
         ))),
-        None => Err(Error::malformed("EC key", "expected a named-curve parameter, found none")),
+        None => Err(Error::malformed(
+            "EC key",
+            "expected a named-curve parameter, found none",
+        )),
     }
 }
 
@@ -487,7 +521,10 @@ fn pem_blocks(bytes: &[u8]) -> Result<Option<Vec<PemBlock>>> {
     let mut blocks = Vec::new();
     let mut lines = text.lines().map(str::trim);
     while let Some(line) = lines.next() {
-        let Some(label) = line.strip_prefix("-----BEGIN ").and_then(|l| l.strip_suffix("-----")) else {
+        let Some(label) = line
+            .strip_prefix("-----BEGIN ")
+            .and_then(|l| l.strip_suffix("-----"))
+        else {
             continue;
         };
         let end = format!("-----END {label}-----");
@@ -509,7 +546,9 @@ fn pem_blocks(bytes: &[u8]) -> Result<Option<Vec<PemBlock>>> {
             body.push_str(line);
         }
         if !closed {
-            return Err(malformed(format!("expected {end:?}, found the end of the file")));
+            return Err(malformed(format!(
+                "expected {end:?}, found the end of the file"
+            )));
         }
         let der = STANDARD
             .decode(body.as_bytes())
@@ -583,12 +622,21 @@ mod tests {
 
     #[test]
     fn refuses_encrypted_and_unknown_pem() {
-        let enc = "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n";
-        assert!(matches!(PrivateKey::from_pem_or_der(enc.as_bytes()), Err(Error::Unsupported(_))));
+        let enc =
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n";
+        assert!(matches!(
+            PrivateKey::from_pem_or_der(enc.as_bytes()),
+            Err(Error::Unsupported(_))
+        ));
         let legacy = "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\nAAAA\n-----END RSA PRIVATE KEY-----\n";
-        assert!(matches!(PrivateKey::from_pem_or_der(legacy.as_bytes()), Err(Error::Unsupported(_))));
+        assert!(matches!(
+            PrivateKey::from_pem_or_der(legacy.as_bytes()),
+            Err(Error::Unsupported(_))
+        ));
         let other = "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n";
-        let err = PrivateKey::from_pem_or_der(other.as_bytes()).unwrap_err().to_string();
+        let err = PrivateKey::from_pem_or_der(other.as_bytes())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("found PUBLIC KEY"), "{err}");
         let open = "-----BEGIN PUBLIC KEY-----\nAAAA\n";
         assert!(PublicKey::from_pem_or_der(open.as_bytes()).is_err());
@@ -600,7 +648,10 @@ mod tests {
         let (_, point) = key.public_key().ec_point().unwrap();
         let mut bad = point.to_vec();
         bad[40] ^= 1;
-        assert!(matches!(PublicKey::from_ec_point(Curve::P256, &bad), Err(Error::Key(_))));
+        assert!(matches!(
+            PublicKey::from_ec_point(Curve::P256, &bad),
+            Err(Error::Key(_))
+        ));
         assert!(PublicKey::from_ec_point(Curve::P384, point).is_err());
     }
 
@@ -608,7 +659,8 @@ mod tests {
     fn key_id_is_sha256_of_spki() {
         let key = PrivateKey::generate_ec(Curve::P384).unwrap();
         let id = key.public_key().key_id();
-        let expected = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.public_key().spki_der());
+        let expected =
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.public_key().spki_der());
         assert_eq!(id, format!("sha256:{}", hex::encode(expected.as_ref())));
     }
 }

@@ -100,7 +100,8 @@ pub fn encrypt_layer<R: Read, W: Write + Send>(
 ) -> Result<EncryptedLayer> {
     if recipients.is_empty() {
         return Err(Error::Key(
-            "no recipients: a layer needs at least one JWE public key or the coordinator key".into(),
+            "no recipients: a layer needs at least one JWE public key or the coordinator key"
+                .into(),
         ));
     }
     if let Some(coordinator) = &recipients.coordinator {
@@ -145,7 +146,10 @@ pub fn encrypt_layer<R: Read, W: Write + Send>(
 pub fn unwrap_layer_options<A: Annotations + ?Sized>(
     annotations: &A,
     keys: &DecryptionKeys,
-) -> Result<(PrivateLayerBlockCipherOptions, PublicLayerBlockCipherOptions)> {
+) -> Result<(
+    PrivateLayerBlockCipherOptions,
+    PublicLayerBlockCipherOptions,
+)> {
     let pubopts = annotations.annotation(ANNOTATION_PUBOPTS).ok_or_else(|| {
         Error::malformed(
             "encrypted layer annotations",
@@ -155,7 +159,10 @@ pub fn unwrap_layer_options<A: Annotations + ?Sized>(
     let public = PublicLayerBlockCipherOptions::from_annotation(pubopts)?;
 
     let mut failures: Vec<Error> = Vec::new();
-    if let (Some(key), Some(value)) = (&keys.coordinator, annotations.annotation(provider::ANNOTATION)) {
+    if let (Some(key), Some(value)) = (
+        &keys.coordinator,
+        annotations.annotation(provider::ANNOTATION),
+    ) {
         match provider::unwrap_as_coordinator(key, value) {
             Ok(private) => return Ok((private, public)),
             Err(e) => failures.push(e),
@@ -176,7 +183,11 @@ pub fn unwrap_layer_options<A: Annotations + ?Sized>(
         let given = format!(
             "{} JWE key(s){}",
             keys.jwe.len(),
-            if keys.coordinator.is_some() { " and the coordinator key" } else { "" }
+            if keys.coordinator.is_some() {
+                " and the coordinator key"
+            } else {
+                ""
+            }
         );
         return Err(Error::Key(format!(
             "the layer's key is wrapped for [{}]; none of them can be tried with the {given}",
@@ -204,7 +215,11 @@ pub fn decrypt_layer<R: Read, W: Write + Send, A: Annotations + ?Sized>(
     let stats = cipher::decrypt_to_pipelined(reader, writer, &private.key, &public.hmac)?;
     let digest = sha256_digest(&stats.plaintext_sha256);
     if digest != private.digest {
-        return Err(Error::integrity("decrypted layer digest", private.digest, digest));
+        return Err(Error::integrity(
+            "decrypted layer digest",
+            private.digest,
+            digest,
+        ));
     }
     Ok(DecryptedLayer {
         digest,

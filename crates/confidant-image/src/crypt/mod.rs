@@ -18,8 +18,8 @@ pub mod provider;
 
 pub use keys::{Curve, KeyKind, PrivateKey, PublicKey};
 pub use layer::{
-    Annotations, DecryptedLayer, DecryptionKeys, EncryptedLayer, Recipients, decrypt_layer, encrypt_layer,
-    unwrap_layer_options,
+    Annotations, DecryptedLayer, DecryptionKeys, EncryptedLayer, Recipients, decrypt_layer,
+    encrypt_layer, unwrap_layer_options,
 };
 
 use crate::{Error, Result};
@@ -94,7 +94,9 @@ pub fn decrypted_media_type(media_type: &str) -> Result<String> {
         Some(plain) if PLAIN_LAYER_TYPES.contains(&plain) => Ok(plain.to_string()),
         _ => Err(Error::malformed(
             "layer media type",
-            format!("expected an encrypted OCI layer type (…{ENCRYPTED_SUFFIX}), found {media_type}"),
+            format!(
+                "expected an encrypted OCI layer type (…{ENCRYPTED_SUFFIX}), found {media_type}"
+            ),
         )),
     }
 }
@@ -120,8 +122,14 @@ mod tests {
         );
         assert!(encrypted_media_type(MEDIA_TYPE_LAYER_ENC).is_err());
         assert!(decrypted_media_type("application/vnd.oci.image.layer.v1.tar").is_err());
-        let docker = encrypted_media_type("application/vnd.docker.image.rootfs.diff.tar.gzip").unwrap_err();
-        assert!(docker.to_string().contains("convert the image to OCI"), "{docker}");
-        assert!(decrypted_media_type("application/vnd.oci.image.config.v1+json+encrypted").is_err());
+        let docker =
+            encrypted_media_type("application/vnd.docker.image.rootfs.diff.tar.gzip").unwrap_err();
+        assert!(
+            docker.to_string().contains("convert the image to OCI"),
+            "{docker}"
+        );
+        assert!(
+            decrypted_media_type("application/vnd.oci.image.config.v1+json+encrypted").is_err()
+        );
     }
 }

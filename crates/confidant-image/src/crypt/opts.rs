@@ -55,23 +55,34 @@ struct RawPublic {
 
 /// Decodes one base64 (standard, padded) byte field, saying which on error.
 fn b64_field(what: &str, field: &str, value: Option<&str>) -> Result<Vec<u8>> {
-    let value = value.ok_or_else(|| Error::malformed(what, format!("expected field {field:?}, found none")))?;
-    STANDARD
-        .decode(value)
-        .map_err(|e| Error::malformed(what, format!("{field}: expected standard base64, found {e}")))
+    let value = value
+        .ok_or_else(|| Error::malformed(what, format!("expected field {field:?}, found none")))?;
+    STANDARD.decode(value).map_err(|e| {
+        Error::malformed(
+            what,
+            format!("{field}: expected standard base64, found {e}"),
+        )
+    })
 }
 
 /// Checks a digest is `sha256:` followed by 64 lowercase hex digits.
 pub fn check_sha256_digest(what: &str, digest: &str) -> Result<()> {
     let Some(hex_part) = digest.strip_prefix("sha256:") else {
         return Err(match digest.split_once(':') {
-            Some((alg, _)) if !alg.is_empty() => Error::Unsupported(format!(
-                "{what}: digest algorithm {alg:?}: expected sha256"
-            )),
-            _ => Error::malformed(what, format!("digest: expected sha256:<64 hex digits>, found {digest:?}")),
+            Some((alg, _)) if !alg.is_empty() => {
+                Error::Unsupported(format!("{what}: digest algorithm {alg:?}: expected sha256"))
+            }
+            _ => Error::malformed(
+                what,
+                format!("digest: expected sha256:<64 hex digits>, found {digest:?}"),
+            ),
         });
     };
-    if hex_part.len() != 64 || !hex_part.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if hex_part.len() != 64
+        || !hex_part
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         return Err(Error::malformed(
             what,
             format!("digest: expected sha256:<64 lowercase hex digits>, found {digest:?}"),
@@ -106,11 +117,14 @@ impl PrivateLayerBlockCipherOptions {
         if json.len() > MAX_OPTIONS_LEN {
             return Err(Error::malformed(
                 WHAT,
-                format!("expected at most {MAX_OPTIONS_LEN} bytes, found {}", json.len()),
+                format!(
+                    "expected at most {MAX_OPTIONS_LEN} bytes, found {}",
+                    json.len()
+                ),
             ));
         }
-        let raw: RawPrivate =
-            serde_json::from_slice(json).map_err(|e| Error::malformed(WHAT, format!("invalid JSON: {e}")))?;
+        let raw: RawPrivate = serde_json::from_slice(json)
+            .map_err(|e| Error::malformed(WHAT, format!("invalid JSON: {e}")))?;
         let symkey = Zeroizing::new(b64_field(WHAT, "symkey", raw.symkey.as_deref())?);
         if symkey.len() != KEY_LEN {
             return Err(Error::malformed(
@@ -119,11 +133,18 @@ impl PrivateLayerBlockCipherOptions {
             ));
         }
         let options = raw.cipheroptions.unwrap_or_default();
-        let nonce = b64_field(WHAT, "cipheroptions.nonce", options.get("nonce").and_then(|v| v.as_deref()))?;
+        let nonce = b64_field(
+            WHAT,
+            "cipheroptions.nonce",
+            options.get("nonce").and_then(|v| v.as_deref()),
+        )?;
         if nonce.len() != NONCE_LEN {
             return Err(Error::malformed(
                 WHAT,
-                format!("cipheroptions.nonce: expected {NONCE_LEN} bytes, found {}", nonce.len()),
+                format!(
+                    "cipheroptions.nonce: expected {NONCE_LEN} bytes, found {}",
+                    nonce.len()
+                ),
             ));
         }
         let digest = raw.digest.unwrap_or_default();
@@ -153,11 +174,14 @@ impl PublicLayerBlockCipherOptions {
         if json.len() > MAX_OPTIONS_LEN {
             return Err(Error::malformed(
                 WHAT,
-                format!("expected at most {MAX_OPTIONS_LEN} bytes, found {}", json.len()),
+                format!(
+                    "expected at most {MAX_OPTIONS_LEN} bytes, found {}",
+                    json.len()
+                ),
             ));
         }
-        let raw: RawPublic =
-            serde_json::from_slice(json).map_err(|e| Error::malformed(WHAT, format!("invalid JSON: {e}")))?;
+        let raw: RawPublic = serde_json::from_slice(json)
+            .map_err(|e| Error::malformed(WHAT, format!("invalid JSON: {e}")))?;
         match raw.cipher.as_deref() {
             Some(CIPHER_NAME) => {}
             None | Some("") => {
@@ -172,7 +196,11 @@ impl PublicLayerBlockCipherOptions {
                 )));
             }
         }
-        if raw.cipheroptions.as_ref().is_some_and(|o| o.contains_key("nonce")) {
+        if raw
+            .cipheroptions
+            .as_ref()
+            .is_some_and(|o| o.contains_key("nonce"))
+        {
             return Err(Error::malformed(
                 WHAT,
                 "cipheroptions: expected no nonce (it belongs in the private options), found one",
@@ -180,7 +208,10 @@ impl PublicLayerBlockCipherOptions {
         }
         let hmac = b64_field(WHAT, "hmac", raw.hmac.as_deref())?;
         let hmac: LayerHmac = hmac.as_slice().try_into().map_err(|_| {
-            Error::malformed(WHAT, format!("hmac: expected {HMAC_LEN} bytes, found {}", hmac.len()))
+            Error::malformed(
+                WHAT,
+                format!("hmac: expected {HMAC_LEN} bytes, found {}", hmac.len()),
+            )
         })?;
         Ok(PublicLayerBlockCipherOptions { hmac })
     }
@@ -196,7 +227,10 @@ impl PublicLayerBlockCipherOptions {
         if value.len() > MAX_OPTIONS_LEN {
             return Err(Error::malformed(
                 WHAT,
-                format!("expected at most {MAX_OPTIONS_LEN} bytes, found {}", value.len()),
+                format!(
+                    "expected at most {MAX_OPTIONS_LEN} bytes, found {}",
+                    value.len()
+                ),
             ));
         }
         let json = STANDARD
@@ -243,7 +277,10 @@ mod tests {
                 STANDARD.encode([3u8; 32])
             )
         );
-        assert_eq!(PublicLayerBlockCipherOptions::from_annotation(&opts.to_annotation()).unwrap(), opts);
+        assert_eq!(
+            PublicLayerBlockCipherOptions::from_annotation(&opts.to_annotation()).unwrap(),
+            opts
+        );
     }
 
     #[test]
@@ -254,7 +291,9 @@ mod tests {
             "00".repeat(32),
             STANDARD.encode([0u8; 16])
         );
-        let err = PrivateLayerBlockCipherOptions::from_json(short_key.as_bytes()).unwrap_err().to_string();
+        let err = PrivateLayerBlockCipherOptions::from_json(short_key.as_bytes())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("expected 32 bytes, found 16"), "{err}");
         let short_nonce = format!(
             "{{\"symkey\":\"{}\",\"digest\":\"sha256:{}\",\"cipheroptions\":{{\"nonce\":\"{}\"}}}}",
@@ -262,7 +301,9 @@ mod tests {
             "00".repeat(32),
             STANDARD.encode([0u8; 12])
         );
-        let err = PrivateLayerBlockCipherOptions::from_json(short_nonce.as_bytes()).unwrap_err().to_string();
+        let err = PrivateLayerBlockCipherOptions::from_json(short_nonce.as_bytes())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("expected 16 bytes, found 12"), "{err}");
         let no_nonce = format!(
             "{{\"symkey\":\"{}\",\"digest\":\"sha256:{}\",\"cipheroptions\":{{}}}}",
@@ -274,7 +315,9 @@ mod tests {
             "{{\"cipher\":\"AES_256_CTR_HMAC_SHA256\",\"hmac\":\"{}\",\"cipheroptions\":{{}}}}",
             STANDARD.encode([1u8; 20])
         );
-        let err = PublicLayerBlockCipherOptions::from_json(short_hmac.as_bytes()).unwrap_err().to_string();
+        let err = PublicLayerBlockCipherOptions::from_json(short_hmac.as_bytes())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("expected 32 bytes, found 20"), "{err}");
     }
 
@@ -287,7 +330,10 @@ mod tests {
         let err = PublicLayerBlockCipherOptions::from_json(other.as_bytes()).unwrap_err();
         assert!(matches!(err, Error::Unsupported(_)), "{err}");
         assert!(err.to_string().contains("AES_256_CTR_HMAC_SHA256"));
-        let empty = format!("{{\"cipher\":\"\",\"hmac\":\"{}\"}}", STANDARD.encode([1u8; 32]));
+        let empty = format!(
+            "{{\"cipher\":\"\",\"hmac\":\"{}\"}}",
+            STANDARD.encode([1u8; 32])
+        );
         assert!(PublicLayerBlockCipherOptions::from_json(empty.as_bytes()).is_err());
         let nonce = format!(
             "{{\"cipher\":\"AES_256_CTR_HMAC_SHA256\",\"hmac\":\"{}\",\"cipheroptions\":{{\"nonce\":\"AAAAAAAAAAAAAAAAAAAAAA==\"}}}}",
@@ -298,7 +344,13 @@ mod tests {
 
     #[test]
     fn refuses_bad_digests() {
-        for bad in ["", "sha256:", "sha256:ABCD", &format!("sha256:{}", "AB".repeat(32)), "md5:00"] {
+        for bad in [
+            "",
+            "sha256:",
+            "sha256:ABCD",
+            &format!("sha256:{}", "AB".repeat(32)),
+            "md5:00",
+        ] {
             assert!(check_sha256_digest("x", bad).is_err(), "{bad}");
         }
         assert!(matches!(

@@ -62,12 +62,18 @@ fn check_coordinator_kind(kind: KeyKind) -> Result<()> {
 
 /// Wraps `options` so only the holder of the coordinator's image key can unwrap them; returns
 /// the annotation value.
-pub fn wrap_for_coordinator(coordinator: &PublicKey, options: &PrivateLayerBlockCipherOptions) -> Result<String> {
+pub fn wrap_for_coordinator(
+    coordinator: &PublicKey,
+    options: &PrivateLayerBlockCipherOptions,
+) -> Result<String> {
     check_coordinator_kind(coordinator.kind())?;
     let kid = coordinator.key_id();
     let mut extra = BTreeMap::new();
     extra.insert("kid".to_string(), Value::String(kid.clone()).to_string());
-    extra.insert("typ".to_string(), Value::String(TYP.to_string()).to_string());
+    extra.insert(
+        "typ".to_string(),
+        Value::String(TYP.to_string()).to_string(),
+    );
     let jwe_json = jwe::encrypt_json(&options.to_json(), &[coordinator], &extra)?;
     let value = format!(
         "{{\"version\":{VERSION},\"kid\":{},\"jwe\":{jwe_json}}}",
@@ -84,11 +90,15 @@ fn parse_entry(i: usize, entry: &str) -> Result<Wrapped> {
     if bytes.len() > jwe::MAX_JWE_LEN {
         return Err(Error::malformed(
             what(),
-            format!("expected at most {} bytes, found {}", jwe::MAX_JWE_LEN, bytes.len()),
+            format!(
+                "expected at most {} bytes, found {}",
+                jwe::MAX_JWE_LEN,
+                bytes.len()
+            ),
         ));
     }
-    let wrapped: Wrapped =
-        serde_json::from_slice(&bytes).map_err(|e| Error::malformed(what(), format!("invalid JSON: {e}")))?;
+    let wrapped: Wrapped = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::malformed(what(), format!("invalid JSON: {e}")))?;
     if wrapped.version != VERSION {
         return Err(Error::Unsupported(format!(
             "{}: version {}: expected {VERSION}",
@@ -122,7 +132,10 @@ pub fn key_ids(value: &str) -> Result<Vec<String>> {
 /// Unwraps the layer's private options with the coordinator's image key. [`Error::Key`] if no
 /// entry is for this key or the entry for it does not decrypt; [`Error::Malformed`] or
 /// [`Error::Unsupported`] for an entry that is not a valid version-1 wrapping.
-pub fn unwrap_as_coordinator(coordinator: &PrivateKey, value: &str) -> Result<PrivateLayerBlockCipherOptions> {
+pub fn unwrap_as_coordinator(
+    coordinator: &PrivateKey,
+    value: &str,
+) -> Result<PrivateLayerBlockCipherOptions> {
     check_coordinator_kind(coordinator.kind())?;
     let my_kid = coordinator.public_key().key_id();
     let mut seen = Vec::new();
@@ -137,10 +150,17 @@ pub fn unwrap_as_coordinator(coordinator: &PrivateKey, value: &str) -> Result<Pr
         if jwe.recipient_count() != 1 {
             return Err(Error::malformed(
                 &what,
-                format!("expected a JWE with 1 recipient, found {}", jwe.recipient_count()),
+                format!(
+                    "expected a JWE with 1 recipient, found {}",
+                    jwe.recipient_count()
+                ),
             ));
         }
-        for (name, expected) in [("alg", ALG_ECDH_ES_A256KW), ("typ", TYP), ("kid", my_kid.as_str())] {
+        for (name, expected) in [
+            ("alg", ALG_ECDH_ES_A256KW),
+            ("typ", TYP),
+            ("kid", my_kid.as_str()),
+        ] {
             let found = jwe.protected_header(name).and_then(Value::as_str);
             if found != Some(expected) {
                 return Err(Error::malformed(
@@ -178,7 +198,10 @@ mod tests {
             let coordinator = PrivateKey::generate_ec(curve).unwrap();
             let opts = options();
             let value = wrap_for_coordinator(coordinator.public_key(), &opts).unwrap();
-            assert_eq!(key_ids(&value).unwrap(), vec![coordinator.public_key().key_id()]);
+            assert_eq!(
+                key_ids(&value).unwrap(),
+                vec![coordinator.public_key().key_id()]
+            );
             let back = unwrap_as_coordinator(&coordinator, &value).unwrap();
             assert_eq!(back.key.symmetric_key(), opts.key.symmetric_key());
             assert_eq!(back.digest, opts.digest);
@@ -188,9 +211,15 @@ mod tests {
     #[test]
     fn refuses_rsa_and_p521_coordinator_keys() {
         let rsa = PrivateKey::generate_rsa(2048).unwrap();
-        assert!(matches!(wrap_for_coordinator(rsa.public_key(), &options()), Err(Error::Unsupported(_))));
+        assert!(matches!(
+            wrap_for_coordinator(rsa.public_key(), &options()),
+            Err(Error::Unsupported(_))
+        ));
         let p521 = PrivateKey::generate_ec(Curve::P521).unwrap();
-        assert!(matches!(wrap_for_coordinator(p521.public_key(), &options()), Err(Error::Unsupported(_))));
+        assert!(matches!(
+            wrap_for_coordinator(p521.public_key(), &options()),
+            Err(Error::Unsupported(_))
+        ));
     }
 
     #[test]
@@ -200,7 +229,10 @@ mod tests {
         let value = wrap_for_coordinator(ours.public_key(), &options()).unwrap();
         let err = unwrap_as_coordinator(&theirs, &value).unwrap_err();
         assert!(matches!(err, Error::Key(_)));
-        assert!(err.to_string().contains(&ours.public_key().key_id()), "{err}");
+        assert!(
+            err.to_string().contains(&ours.public_key().key_id()),
+            "{err}"
+        );
     }
 
     #[test]
@@ -222,6 +254,9 @@ mod tests {
         let mut json: Value = serde_json::from_slice(&STANDARD.decode(&value).unwrap()).unwrap();
         json["version"] = Value::from(2);
         let v2 = STANDARD.encode(json.to_string());
-        assert!(matches!(unwrap_as_coordinator(&coordinator, &v2), Err(Error::Unsupported(_))));
+        assert!(matches!(
+            unwrap_as_coordinator(&coordinator, &v2),
+            Err(Error::Unsupported(_))
+        ));
     }
 }

@@ -20,7 +20,7 @@ use super::reference::{ImageRef, Reference, validate_digest};
 use super::session::{Access, AuthState};
 use super::transport::{
     self, ReadLimit, header_str, read_limited, same_origin, status_error, transport_error,
-    url_is_loopback,
+    url_is_loopback, without_query,
 };
 use super::upload::{UploadBody, take_failure};
 use crate::{Error, Result};
@@ -529,6 +529,18 @@ impl RegistryClient {
                     registry: image.registry().to_owned(),
                     reason: format!("{what}: Location is not a URL: {e}"),
                 })?;
+                // The blob goes where the registry says: never in the clear off loopback, and
+                // never from HTTPS down to HTTP.
+                let plain_ok = url.scheme() == "http" && url_is_loopback(&location);
+                if location.scheme() != "https" && !(location.scheme() == "http" && plain_ok) {
+                    return Err(Error::Registry {
+                        registry: image.registry().to_owned(),
+                        reason: format!(
+                            "{what}: refused upload location {}: plain HTTP is only for loopback registries",
+                            without_query(&location)
+                        ),
+                    });
+                }
                 Ok(Some(location))
             }
             _ => Err(self.status_error(image, &what, response).await),

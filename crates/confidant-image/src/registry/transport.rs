@@ -130,17 +130,13 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
-/// Whether a TLS certificate check failed somewhere in the error's chain. `io::Error` hides its
-/// inner error from `source()` (it returns the inner error's source), so those are opened too.
-pub(crate) fn is_certificate_error(e: &(dyn std::error::Error + 'static)) -> bool {
+/// The rustls error somewhere in an error's chain, if any. `io::Error` hides its inner error from
+/// `source()` (it returns the inner error's source), so those are opened too.
+fn find_tls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
-        let tls = err.downcast_ref::<rustls::Error>();
-        if matches!(
-            tls,
-            Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented)
-        ) {
-            return true;
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return Some(tls);
         }
         cur = match err
             .downcast_ref::<std::io::Error>()
@@ -150,19 +146,26 @@ pub(crate) fn is_certificate_error(e: &(dyn std::error::Error + 'static)) -> boo
             None => err.source(),
         };
     }
-    false
+    None
 }
 
-/// A failure to talk to the registry at all (connection, TLS, timeout).
+/// A failure to talk to the registry at all (connection, TLS, timeout), with a hint when the
+/// cause is a common one.
 pub(crate) fn transport_error(registry: &str, what: &str, e: &reqwest::Error) -> Error {
     let mut reason = format!("{what}: {}", error_chain(e));
-    if is_certificate_error(e) {
-        reason.push_str(
-            " (the registry's TLS certificate is not trusted: give the CA that signed it with ca_file, \
-             or add it to the system store)",
-        );
-    } else if e.is_timeout() {
-        reason.push_str(" (timed out)");
+    match find_tls_error(e) {
+        Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented) => {
+            reason.push_str(
+                " (the registry's TLS certificate is not trusted: give the CA that signed it with \
+                 ca_file, or add it to the system store)",
+            )
+        }
+        Some(rustls::Error::InvalidMessage(_)) => reason.push_str(
+            " (the TLS handshake got something else: does the registry serve plain HTTP on this \
+             port? plain_http is allowed for loopback registries)",
+        ),
+        _ if e.is_timeout() => reason.push_str(" (timed out)"),
+        _ => {}
     }
     Error::Registry {
         registry: registry.to_owned(),

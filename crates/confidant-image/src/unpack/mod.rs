@@ -63,7 +63,7 @@ use std::path::Path;
 
 use cap_std::fs::Dir;
 
-pub use compression::{Compression, decompressing_reader};
+pub use compression::decompressing_reader;
 
 use crate::error::{Error, Result};
 

@@ -363,6 +363,15 @@ fn hw_id(value: &[u8]) -> Result<Vec<u8>> {
 mod tests {
     use super::*;
 
+    /// Found by fuzzing: der 0.7's streaming PEM reader loops forever on a body that ends inside
+    /// a DER length field. Our PEM path decodes in memory first and must refuse it at once.
+    #[test]
+    fn truncated_pem_is_an_error_not_a_hang() {
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIG\n-----END CERTIFICATE-----\n";
+        assert!(parse_vek(pem.as_bytes()).is_err());
+        assert!(parse_pem_chain(pem).is_err());
+    }
+
     #[test]
     fn builtin_chains_parse_and_are_signed_by_their_ark() {
         let chains = builtin_chains().unwrap();
