@@ -10,6 +10,7 @@
 
 pub mod cipher;
 mod der;
+mod jose;
 pub mod jwe;
 pub mod keys;
 mod layer;

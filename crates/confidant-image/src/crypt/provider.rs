@@ -30,7 +30,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::jwe::{self, ALG_ECDH_ES_A256KW, Jwe};
+use super::jose::{self, ALG_ECDH_ES_A256KW, Jwe};
 use super::keys::{Curve, KeyKind, PrivateKey, PublicKey};
 use super::opts::PrivateLayerBlockCipherOptions;
 use crate::{Error, Result};
@@ -74,7 +74,7 @@ pub fn wrap_for_coordinator(
         "typ".to_string(),
         Value::String(TYP.to_string()).to_string(),
     );
-    let jwe_json = jwe::encrypt_json(&options.to_json(), &[coordinator], &extra)?;
+    let jwe_json = jose::encrypt_json(&options.to_json(), &[coordinator], &extra)?;
     let value = format!(
         "{{\"version\":{VERSION},\"kid\":{},\"jwe\":{jwe_json}}}",
         Value::String(kid)
@@ -87,12 +87,12 @@ fn parse_entry(i: usize, entry: &str) -> Result<Wrapped> {
     let bytes = STANDARD
         .decode(entry.trim())
         .map_err(|e| Error::malformed(what(), format!("expected standard base64: {e}")))?;
-    if bytes.len() > jwe::MAX_JWE_LEN {
+    if bytes.len() > jose::MAX_JWE_LEN {
         return Err(Error::malformed(
             what(),
             format!(
                 "expected at most {} bytes, found {}",
-                jwe::MAX_JWE_LEN,
+                jose::MAX_JWE_LEN,
                 bytes.len()
             ),
         ));
