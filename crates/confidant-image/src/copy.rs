@@ -5,7 +5,7 @@
 //! after their HMAC and plaintext digest check out.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::Read;
 
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
 
@@ -164,11 +164,6 @@ pub fn is_encrypted(d: &Descriptor) -> bool {
     d.media_type().to_string().ends_with("+encrypted")
 }
 
-fn staging_file() -> Result<std::fs::File> {
-    tempfile::tempfile()
-        .map_err(|e| Error::io("creating a staging file in", std::env::temp_dir(), e))
-}
-
 /// Copies one image from `src` to `dst`, applying `op` to each layer.
 pub fn copy_image(
     src: &mut dyn ImageSource,
@@ -257,50 +252,63 @@ fn copy_layer(
     };
     match op {
         LayerOp::Encrypt(recipients) if !is_encrypted(l) => {
-            let mut staged = staging_file()?;
-            {
-                let mut r = verified_blob(src, l)?;
-                let enc = crypt::encrypt_layer(&mut r, &mut staged, recipients)
-                    .map_err(|e| reattach(e, l))?;
-                staged
-                    .seek(SeekFrom::Start(0))
-                    .map_err(|e| Error::io("rewinding", "staging file", e))?;
-                let (digest, size) =
-                    dst.put_blob(&mut staged, Some(&Digest::parse(&enc.digest)?))?;
-                let mut d = l.clone();
-                d.set_media_type(MediaType::from(
-                    crypt::encrypted_media_type(&oci_mt)?.as_str(),
+            // The cipher pipeline hashes the plaintext it reads and the ciphertext it writes:
+            // the source is checked against its descriptor from the former, and the staged
+            // blob is committed under the latter, without reading either twice.
+            let want = Digest::parse(l.digest().as_ref())?;
+            let staged = dst.staging_file()?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, staged.as_file());
+            let enc = {
+                let r = src.blob(&want)?;
+                crypt::encrypt_layer(r, &mut w, recipients).map_err(|e| reattach(e, l))?
+            };
+            w.into_inner()
+                .map_err(|e| Error::io("writing", staged.path(), e.into_error()))?;
+            if enc.plaintext_digest != want.as_str() || enc.size != l.size() {
+                return Err(Error::integrity(
+                    format!("blob {want}"),
+                    format!("{want} ({} bytes)", l.size()),
+                    format!("{} ({} bytes)", enc.plaintext_digest, enc.size),
                 ));
-                d.set_digest(oci_digest(&digest)?);
-                d.set_size(size);
-                let mut ann = l.annotations().clone().unwrap_or_default();
-                ann.extend(enc.annotations);
-                d.set_annotations(Some(ann));
-                Ok(d)
             }
+            let digest = Digest::parse(&enc.digest)?;
+            dst.put_staged(staged, &digest, enc.size)?;
+            let mut d = l.clone();
+            d.set_media_type(MediaType::from(
+                crypt::encrypted_media_type(&oci_mt)?.as_str(),
+            ));
+            d.set_digest(oci_digest(&digest)?);
+            d.set_size(enc.size);
+            let mut ann = l.annotations().clone().unwrap_or_default();
+            ann.extend(enc.annotations);
+            d.set_annotations(Some(ann));
+            Ok(d)
         }
         LayerOp::Decrypt(keys) if is_encrypted(l) => {
-            let mut staged = staging_file()?;
             let ann: BTreeMap<String, String> = l
                 .annotations()
                 .clone()
                 .unwrap_or_default()
                 .into_iter()
                 .collect();
+            let staged = dst.staging_file()?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, staged.as_file());
             let dec = {
+                // The ciphertext is checked against the descriptor while it streams; the HMAC
+                // and the plaintext digest are checked by the cipher before we commit.
                 let mut r = verified_blob(src, l)?;
-                crypt::decrypt_layer(&mut r, &mut staged, &ann, keys).map_err(|e| reattach(e, l))?
+                crypt::decrypt_layer(&mut r, &mut w, &ann, keys).map_err(|e| reattach(e, l))?
             };
-            staged
-                .seek(SeekFrom::Start(0))
-                .map_err(|e| Error::io("rewinding", "staging file", e))?;
-            let (digest, size) = dst.put_blob(&mut staged, Some(&Digest::parse(&dec.digest)?))?;
+            w.into_inner()
+                .map_err(|e| Error::io("writing", staged.path(), e.into_error()))?;
+            let digest = Digest::parse(&dec.digest)?;
+            dst.put_staged(staged, &digest, dec.size)?;
             let mut d = l.clone();
             d.set_media_type(MediaType::from(
                 crypt::decrypted_media_type(&oci_mt)?.as_str(),
             ));
             d.set_digest(oci_digest(&digest)?);
-            d.set_size(size);
+            d.set_size(dec.size);
             let kept: std::collections::HashMap<String, String> = ann
                 .into_iter()
                 .filter(|(k, _)| !k.starts_with("org.opencontainers.image.enc."))

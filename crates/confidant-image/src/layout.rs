@@ -127,6 +127,24 @@ impl OciLayout {
         Ok((digest, size))
     }
 
+    /// A temporary file inside the blob directory, so that committing it is a rename.
+    pub fn staging_file(&self) -> Result<tempfile::NamedTempFile> {
+        let dir = self.root.join("blobs/sha256");
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
+        tempfile::NamedTempFile::new_in(&dir)
+            .map_err(|e| Error::io("creating a temporary blob in", &dir, e))
+    }
+
+    /// Moves a staged blob to its digest's name. The caller vouches for `digest`: it computed it
+    /// over the bytes it wrote (the crypto pipeline does).
+    pub fn commit_staged(&self, staged: tempfile::NamedTempFile, digest: &Digest) -> Result<()> {
+        let path = self.blob_path(digest);
+        staged
+            .persist(&path)
+            .map_err(|e| Error::io("storing blob", &path, e.error))?;
+        Ok(())
+    }
+
     /// Stores a small in-memory blob.
     pub fn put_blob_bytes(&self, bytes: &[u8]) -> Result<Digest> {
         Ok(self.put_blob(&mut &bytes[..], None)?.0)

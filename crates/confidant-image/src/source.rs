@@ -74,6 +74,32 @@ pub trait ImageDestination {
         expected: Option<&Digest>,
     ) -> Result<(Digest, u64)>;
 
+    /// A file to write a blob into before [`ImageDestination::put_staged`] commits it; placed
+    /// where committing is a rename when the destination can.
+    fn staging_file(&mut self) -> Result<tempfile::NamedTempFile> {
+        tempfile::NamedTempFile::new()
+            .map_err(|e| Error::io("creating a staging file in", std::env::temp_dir(), e))
+    }
+
+    /// Commits a staged blob whose digest and size the caller computed while writing it.
+    /// By default the file is read back into [`ImageDestination::put_blob`], which hashes it again.
+    fn put_staged(
+        &mut self,
+        staged: tempfile::NamedTempFile,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<()> {
+        let _ = size;
+        let mut f = std::io::BufReader::with_capacity(
+            1 << 20,
+            staged
+                .reopen()
+                .map_err(|e| Error::io("reopening", staged.path(), e))?,
+        );
+        self.put_blob(&mut f, Some(digest))?;
+        Ok(())
+    }
+
     /// Stores the manifest and names it as the destination's image.
     fn put_manifest(&mut self, bytes: &[u8], media_type: &str) -> Result<Digest>;
 
@@ -150,6 +176,19 @@ impl ImageDestination for OciDestination {
         expected: Option<&Digest>,
     ) -> Result<(Digest, u64)> {
         self.layout.put_blob(reader, expected)
+    }
+
+    fn staging_file(&mut self) -> Result<tempfile::NamedTempFile> {
+        self.layout.staging_file()
+    }
+
+    fn put_staged(
+        &mut self,
+        staged: tempfile::NamedTempFile,
+        digest: &Digest,
+        _size: u64,
+    ) -> Result<()> {
+        self.layout.commit_staged(staged, digest)
     }
 
     fn put_manifest(&mut self, bytes: &[u8], media_type: &str) -> Result<Digest> {

@@ -47,6 +47,9 @@ pub struct EncryptedLayer {
     pub digest: String,
     /// Size of the ciphertext blob (equal to the plaintext's).
     pub size: u64,
+    /// Digest of the plaintext blob that was read, `sha256:<hex>` (also in the private options),
+    /// so callers can check the source without hashing it a second time.
+    pub plaintext_digest: String,
 }
 
 /// A decrypted, verified layer.
@@ -118,9 +121,10 @@ pub fn encrypt_layer<R: Read, W: Write + Send>(
     }
     let key = LayerKey::generate()?;
     let stats = cipher::encrypt_to_pipelined(reader, writer, &key)?;
+    let plaintext_digest = sha256_digest(&stats.plaintext_sha256);
     let private = PrivateLayerBlockCipherOptions {
         key,
-        digest: sha256_digest(&stats.plaintext_sha256),
+        digest: plaintext_digest.clone(),
     };
     let public = PublicLayerBlockCipherOptions { hmac: stats.hmac };
 
@@ -138,6 +142,7 @@ pub fn encrypt_layer<R: Read, W: Write + Send>(
         annotations,
         digest: sha256_digest(&stats.ciphertext_sha256),
         size: stats.size,
+        plaintext_digest,
     })
 }
 
