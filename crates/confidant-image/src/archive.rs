@@ -15,7 +15,7 @@ use oci_spec::image::{Descriptor, ImageManifest, MediaType};
 use serde::{Deserialize, Serialize};
 
 use crate::compression::{self, Compression};
-use crate::digest::{Digest, HashingReader, HashingWriter, unwrap_io};
+use crate::digest::{Digest, HashingReader, HashingWriter, copy_verified};
 use crate::error::{Error, Result};
 use crate::source::{ImageDestination, ImageSource, media};
 
@@ -262,17 +262,7 @@ impl ImageDestination for ArchiveDestination {
     ) -> Result<(Digest, u64)> {
         let tmp = tempfile::NamedTempFile::new_in(self.dir.path())
             .map_err(|e| Error::io("creating in", self.dir.path(), e))?;
-        let mut w = HashingWriter::new(std::io::BufWriter::new(tmp));
-        std::io::copy(reader, &mut w).map_err(|e| unwrap_io(e, "writing", self.dir.path()))?;
-        let (d, size, buf) = w.finish();
-        let tmp = buf
-            .into_inner()
-            .map_err(|e| Error::io("writing", self.dir.path(), e.into_error()))?;
-        if let Some(want) = expected {
-            if want != &d {
-                return Err(Error::integrity("blob", want.to_string(), d.to_string()));
-            }
-        }
+        let (d, size, tmp) = copy_verified(reader, tmp, expected, self.dir.path())?;
         let path = self.blob_path(&d);
         tmp.persist(&path)
             .map_err(|e| Error::io("storing", &path, e.error))?;

@@ -127,6 +127,33 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// Copies `reader` into `file` (buffered), returning the digest and length of the bytes and the
+/// file. With `expected`, a different digest is an [`Error::Integrity`] and the file is dropped
+/// (a `NamedTempFile` then disappears), so nothing unverified is kept.
+pub fn copy_verified<F: Write>(
+    reader: &mut dyn Read,
+    file: F,
+    expected: Option<&Digest>,
+    place: &std::path::Path,
+) -> Result<(Digest, u64, F)> {
+    let mut w = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, file));
+    io::copy(reader, &mut w).map_err(|e| unwrap_io(e, "writing a blob into", place))?;
+    let (digest, size, buf) = w.finish();
+    let file = buf
+        .into_inner()
+        .map_err(|e| Error::io("writing a blob into", place, e.into_error()))?;
+    if let Some(want) = expected {
+        if want != &digest {
+            return Err(Error::integrity(
+                "blob",
+                want.to_string(),
+                digest.to_string(),
+            ));
+        }
+    }
+    Ok((digest, size, file))
+}
+
 /// A reader that fails at end of stream unless the bytes had the expected digest and size.
 ///
 /// Consumers that stage what they read (a temporary file renamed only on success) thereby never

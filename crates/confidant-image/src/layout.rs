@@ -1,12 +1,12 @@
 //! OCI image layouts: a directory with `oci-layout`, `index.json` and `blobs/sha256/…`.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, MediaType};
 
-use crate::digest::{Digest, HashingWriter, unwrap_io};
+use crate::digest::{Digest, copy_verified};
 use crate::error::{Error, Result};
 
 /// The annotation that names a manifest in `index.json` (the `TAG` of `oci:DIR:TAG`).
@@ -106,21 +106,7 @@ impl OciLayout {
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
         let tmp = tempfile::NamedTempFile::new_in(&dir)
             .map_err(|e| Error::io("creating a temporary blob in", &dir, e))?;
-        let mut w = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, tmp));
-        io::copy(reader, &mut w).map_err(|e| unwrap_io(e, "writing blob into", &dir))?;
-        let (digest, size, buf) = w.finish();
-        let tmp = buf
-            .into_inner()
-            .map_err(|e| Error::io("writing blob into", &dir, e.into_error()))?;
-        if let Some(want) = expected {
-            if want != &digest {
-                return Err(Error::integrity(
-                    "blob",
-                    want.to_string(),
-                    digest.to_string(),
-                ));
-            }
-        }
+        let (digest, size, tmp) = copy_verified(reader, tmp, expected, &dir)?;
         let path = self.blob_path(&digest);
         tmp.persist(&path)
             .map_err(|e| Error::io("storing blob", &path, e.error))?;

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 
-use crate::digest::{Digest, HashingWriter, unwrap_io};
+use crate::digest::{Digest, copy_verified};
 use crate::error::{Error, Result};
 use crate::registry::{
     BlockingRegistryClient, Credentials, ImageRef, RegistryOptions, default_auth_files,
@@ -98,27 +98,8 @@ impl ImageDestination for RemoteDestination {
         reader: &mut dyn Read,
         expected: Option<&Digest>,
     ) -> Result<(Digest, u64)> {
-        let mut w = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, staging_file()?));
-        std::io::copy(reader, &mut w).map_err(|e| {
-            unwrap_io(
-                e,
-                "staging blob for",
-                std::path::Path::new(self.image.registry()),
-            )
-        })?;
-        let (digest, size, buf) = w.finish();
-        if let Some(want) = expected {
-            if want != &digest {
-                return Err(Error::integrity(
-                    "blob",
-                    want.to_string(),
-                    digest.to_string(),
-                ));
-            }
-        }
-        let mut f = buf
-            .into_inner()
-            .map_err(|e| Error::io("writing", "staging file", e.into_error()))?;
+        let place = std::path::Path::new(self.image.registry());
+        let (digest, size, mut f) = copy_verified(reader, staging_file()?, expected, place)?;
         f.seek(SeekFrom::Start(0))
             .map_err(|e| Error::io("rewinding", "staging file", e))?;
         self.client.put_blob(
