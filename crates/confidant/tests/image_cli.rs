@@ -688,3 +688,54 @@ fn docker_archive_round_trips_and_refuses_encrypted_layers() {
         String::from_utf8_lossy(&o.stderr).contains("docker-archive cannot hold encrypted layers")
     );
 }
+
+#[test]
+fn reads_a_docker_archive_written_by_skopeo() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let base = build_image(d);
+    let archive = d.join("skopeo.tar");
+    tool("skopeo", &["copy", &format!("oci:{}:v1", s(&base)), &format!("docker-archive:{}:demo/app:v1", s(&archive))]);
+    let reference = umoci_rootfs(&format!("{}:v1", s(&base)), &d.join("ref"));
+    let rootfs = d.join("rootfs");
+    ok(&confidant(&["image", "unpack", &format!("docker-archive:{}:demo/app:v1", s(&archive)), s(&rootfs)]), "unpack skopeo's archive");
+    assert_eq!(tree(&rootfs), reference);
+    let o = confidant(&["image", "inspect", &format!("docker-archive:{}:no/such:tag", s(&archive))]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("demo/app:v1"), "the error should list the tags present");
+}
+
+#[test]
+fn multi_arch_index_picks_the_requested_platform() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let base = build_image(d);
+    // Wrap the image's manifest in an OCI index that lists it for two platforms.
+    let index_path = base.join("index.json");
+    let mut index = read_json(&index_path);
+    let manifest = index["manifests"][0].clone();
+    let mut amd = manifest.clone();
+    amd["platform"] = serde_json::json!({"os": "linux", "architecture": "amd64"});
+    amd.as_object_mut().unwrap().remove("annotations");
+    let mut arm = amd.clone();
+    arm["platform"] = serde_json::json!({"os": "linux", "architecture": "arm64", "variant": "v8"});
+    let inner = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [amd, arm]});
+    let bytes = serde_json::to_vec(&inner).unwrap();
+    let hex = sha256_hex(&bytes);
+    std::fs::write(base.join("blobs/sha256").join(&hex), &bytes).unwrap();
+    index["manifests"][0] = serde_json::json!({
+        "mediaType": "application/vnd.oci.image.index.v1+json", "digest": format!("sha256:{hex}"), "size": bytes.len(),
+        "annotations": {"org.opencontainers.image.ref.name": "multi"}
+    });
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+
+    let src = format!("oci:{}:multi", s(&base));
+    for platform in ["linux/amd64", "linux/arm64/v8"] {
+        let o = confidant(&["image", "inspect", "--platform", platform, &src, "-o", "json"]);
+        ok(&o, platform);
+    }
+    let o = confidant(&["image", "inspect", "--platform", "linux/s390x", &src]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("no manifest for linux/s390x") && err.contains("linux/arm64/v8"), "{err}");
+}
