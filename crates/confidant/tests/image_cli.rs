@@ -695,14 +695,36 @@ fn reads_a_docker_archive_written_by_skopeo() {
     let d = t.path();
     let base = build_image(d);
     let archive = d.join("skopeo.tar");
-    tool("skopeo", &["copy", &format!("oci:{}:v1", s(&base)), &format!("docker-archive:{}:demo/app:v1", s(&archive))]);
+    tool(
+        "skopeo",
+        &[
+            "copy",
+            &format!("oci:{}:v1", s(&base)),
+            &format!("docker-archive:{}:demo/app:v1", s(&archive)),
+        ],
+    );
     let reference = umoci_rootfs(&format!("{}:v1", s(&base)), &d.join("ref"));
     let rootfs = d.join("rootfs");
-    ok(&confidant(&["image", "unpack", &format!("docker-archive:{}:demo/app:v1", s(&archive)), s(&rootfs)]), "unpack skopeo's archive");
+    ok(
+        &confidant(&[
+            "image",
+            "unpack",
+            &format!("docker-archive:{}:demo/app:v1", s(&archive)),
+            s(&rootfs),
+        ]),
+        "unpack skopeo's archive",
+    );
     assert_eq!(tree(&rootfs), reference);
-    let o = confidant(&["image", "inspect", &format!("docker-archive:{}:no/such:tag", s(&archive))]);
+    let o = confidant(&[
+        "image",
+        "inspect",
+        &format!("docker-archive:{}:no/such:tag", s(&archive)),
+    ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("demo/app:v1"), "the error should list the tags present");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("demo/app:v1"),
+        "the error should list the tags present"
+    );
 }
 
 #[test]
@@ -731,11 +753,22 @@ fn multi_arch_index_picks_the_requested_platform() {
 
     let src = format!("oci:{}:multi", s(&base));
     for platform in ["linux/amd64", "linux/arm64/v8"] {
-        let o = confidant(&["image", "inspect", "--platform", platform, &src, "-o", "json"]);
+        let o = confidant(&[
+            "image",
+            "inspect",
+            "--platform",
+            platform,
+            &src,
+            "-o",
+            "json",
+        ]);
         ok(&o, platform);
     }
     let o = confidant(&["image", "inspect", "--platform", "linux/s390x", &src]);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("no manifest for linux/s390x") && err.contains("linux/arm64/v8"), "{err}");
+    assert!(
+        err.contains("no manifest for linux/s390x") && err.contains("linux/arm64/v8"),
+        "{err}"
+    );
 }
