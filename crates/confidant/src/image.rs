@@ -183,7 +183,26 @@ fn keys_from(specs: &[String]) -> Result<DecryptionKeys> {
     Ok(keys)
 }
 
-fn run_copy(args: &CopyArgs, op: LayerOp<'_>, format: Format, verb: &str) -> Result<Outcome> {
+/// How a copy is named: while it runs (for errors) and once done.
+struct Verb {
+    doing: &'static str,
+    done: &'static str,
+}
+
+const COPY: Verb = Verb {
+    doing: "copying",
+    done: "copied",
+};
+const ENCRYPT: Verb = Verb {
+    doing: "encrypting",
+    done: "encrypted",
+};
+const DECRYPT: Verb = Verb {
+    doing: "decrypting",
+    done: "decrypted",
+};
+
+fn run_copy(args: &CopyArgs, op: LayerOp<'_>, format: Format, verb: Verb) -> Result<Outcome> {
     let opts = args.transport.options()?;
     let src_name = ImageName::parse(&args.src)?;
     let dst_name = ImageName::parse(&args.dst)?;
@@ -191,11 +210,11 @@ fn run_copy(args: &CopyArgs, op: LayerOp<'_>, format: Format, verb: &str) -> Res
     let mut dst = open_destination(&dst_name, &opts)?;
     let p = progress(format);
     let report = copy::copy_image(src.as_mut(), dst.as_mut(), &opts.platform, op, p.as_ref())
-        .with_context(|| format!("{verb} {src_name} to {dst_name}"))?;
+        .with_context(|| format!("{} {src_name} to {dst_name}", verb.doing))?;
     match format {
         Format::Json => crate::outln!("{}", serde_json::to_string_pretty(&report)?),
         Format::Human => {
-            crate::outln!("{verb} {src_name} -> {dst_name}");
+            crate::outln!("{} {src_name} -> {dst_name}", verb.done);
             crate::outln!("  manifest  {}", report.manifest_digest);
             for (i, l) in report.layers.iter().enumerate() {
                 crate::outln!("  layer {i}   {} {} ({} bytes)", l.to, l.media_type, l.size);
@@ -209,8 +228,8 @@ fn run_copy(args: &CopyArgs, op: LayerOp<'_>, format: Format, verb: &str) -> Res
 pub fn run(cmd: ImageCommand, format: Format) -> Result<Outcome> {
     match cmd {
         ImageCommand::Inspect { src, transport } => inspect(&src, &transport, format),
-        ImageCommand::Pull(a) => run_copy(&a, LayerOp::Keep, format, "copied"),
-        ImageCommand::Push(a) => run_copy(&a, LayerOp::Keep, format, "copied"),
+        ImageCommand::Pull(a) => run_copy(&a, LayerOp::Keep, format, COPY),
+        ImageCommand::Push(a) => run_copy(&a, LayerOp::Keep, format, COPY),
         ImageCommand::Encrypt {
             recipients,
             coordinator_key,
@@ -232,11 +251,11 @@ pub fn run(cmd: ImageCommand, format: Format) -> Result<Outcome> {
                     k.display()
                 ))?);
             }
-            run_copy(&copy, LayerOp::Encrypt(&r), format, "encrypted")
+            run_copy(&copy, LayerOp::Encrypt(&r), format, ENCRYPT)
         }
         ImageCommand::Decrypt { keys, copy } => {
             let k = keys_from(&keys)?;
-            run_copy(&copy, LayerOp::Decrypt(&k), format, "decrypted")
+            run_copy(&copy, LayerOp::Decrypt(&k), format, DECRYPT)
         }
         ImageCommand::Unpack {
             keys,
@@ -261,7 +280,14 @@ pub fn run(cmd: ImageCommand, format: Format) -> Result<Outcome> {
                 &Default::default(),
                 p.as_ref(),
             )
-            .with_context(|| format!("unpacking {name} into {}", dir.display()))?;
+            .with_context(|| {
+                let hint = if keys.is_empty() {
+                    " (encrypted layers need --key jwe:PRIVATE.pem)"
+                } else {
+                    ""
+                };
+                format!("unpacking {name} into {}{hint}", dir.display())
+            })?;
             match format {
                 Format::Json => crate::outln!("{}", serde_json::to_string_pretty(&report)?),
                 Format::Human => crate::outln!(

@@ -24,7 +24,7 @@ pub fn print_error(err: &anyhow::Error, format: Format) {
     match format {
         Format::Human => {
             eprintln!("error: {err}");
-            for cause in err.chain().skip(1) {
+            for cause in causes(err) {
                 eprintln!("  caused by: {cause}");
             }
         }
@@ -37,13 +37,28 @@ pub fn print_error(err: &anyhow::Error, format: Format) {
                 Some(confidant_attest::Error::Io { .. }) => "io",
                 _ => "malformed",
             };
-            let causes: Vec<String> = err.chain().skip(1).map(|c| c.to_string()).collect();
+            let causes = causes(err);
             let doc = serde_json::json!({
                 "error": {"code": code, "message": err.to_string(), "causes": causes}
             });
             crate::outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         }
     }
+}
+
+/// The error's causes, leaving out those its previous message already ends with (errors that
+/// both print and chain their source).
+fn causes(err: &anyhow::Error) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut previous = err.to_string();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !previous.ends_with(&text) {
+            out.push(text.clone());
+        }
+        previous = text;
+    }
+    out
 }
 
 /// Prints a JSON value as `key  value` lines, nested objects inline, in the value's field order.
