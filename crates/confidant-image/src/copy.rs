@@ -57,8 +57,38 @@ impl Default for Platform {
 pub trait Progress {
     /// A layer of `size` bytes starts.
     fn layer_start(&self, _index: usize, _digest: &str, _size: u64) {}
+    /// `bytes` more of the layer's blob have been read.
+    fn layer_advance(&self, _index: usize, _bytes: u64) {}
     /// A layer is done.
     fn layer_done(&self, _index: usize) {}
+}
+
+/// A reader that reports the bytes it yields to a [`Progress`].
+pub(crate) struct ProgressReader<'p, R> {
+    inner: R,
+    progress: &'p dyn Progress,
+    index: usize,
+}
+
+impl<'p, R> ProgressReader<'p, R> {
+    /// Reports reads of `inner` as progress of layer `index`.
+    pub(crate) fn new(inner: R, progress: &'p dyn Progress, index: usize) -> Self {
+        ProgressReader {
+            inner,
+            progress,
+            index,
+        }
+    }
+}
+
+impl<R: Read> Read for ProgressReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            self.progress.layer_advance(self.index, n as u64);
+        }
+        Ok(n)
+    }
 }
 
 /// A progress sink that shows nothing.
@@ -205,7 +235,7 @@ pub fn copy_image(
     let mut report = Vec::new();
     for (i, l) in manifest.layers().iter().enumerate() {
         progress.layer_start(i, l.digest().as_ref(), l.size());
-        let new = copy_layer(src, dst, l, op, to_oci)?;
+        let new = copy_layer(src, dst, l, op, to_oci, progress, i)?;
         report.push(LayerReport {
             from: l.digest().to_string(),
             to: new.digest().to_string(),
@@ -243,6 +273,8 @@ fn copy_layer(
     l: &Descriptor,
     op: LayerOp<'_>,
     to_oci: bool,
+    progress: &dyn Progress,
+    index: usize,
 ) -> Result<Descriptor> {
     let mt = l.media_type().to_string();
     let oci_mt = if to_oci {
@@ -259,7 +291,7 @@ fn copy_layer(
             let staged = dst.staging_file()?;
             let mut w = std::io::BufWriter::with_capacity(1 << 20, staged.as_file());
             let enc = {
-                let r = src.blob(&want)?;
+                let r = ProgressReader::new(src.blob(&want)?, progress, index);
                 crypt::encrypt_layer(r, &mut w, recipients).map_err(|e| reattach(e, l))?
             };
             w.into_inner()
@@ -296,7 +328,7 @@ fn copy_layer(
             let dec = {
                 // The ciphertext is checked against the descriptor while it streams; the HMAC
                 // and the plaintext digest are checked by the cipher before we commit.
-                let mut r = verified_blob(src, l)?;
+                let mut r = ProgressReader::new(verified_blob(src, l)?, progress, index);
                 crypt::decrypt_layer(&mut r, &mut w, &ann, keys).map_err(|e| reattach(e, l))?
             };
             w.into_inner()
@@ -319,9 +351,20 @@ fn copy_layer(
         _ => {
             let want = Digest::parse(l.digest().as_ref())?;
             if !dst.has_blob(&want)? {
-                let mut r = verified_blob(src, l)?;
-                dst.put_blob(&mut r, Some(&want))
-                    .map_err(|e| reattach(e, l))?;
+                // Verified while it streams into the staging file; committed only if it matched.
+                let staged = dst.staging_file()?;
+                let mut w = std::io::BufWriter::with_capacity(1 << 20, staged.as_file());
+                let mut r = ProgressReader::new(verified_blob(src, l)?, progress, index);
+                std::io::copy(&mut r, &mut w).map_err(|e| {
+                    unwrap_io(
+                        e,
+                        "copying layer",
+                        std::path::Path::new(l.digest().as_ref()),
+                    )
+                })?;
+                w.into_inner()
+                    .map_err(|e| Error::io("writing", staged.path(), e.into_error()))?;
+                dst.put_staged(staged, &want, l.size())?;
             }
             let mut d = l.clone();
             d.set_media_type(MediaType::from(oci_mt.as_str()));

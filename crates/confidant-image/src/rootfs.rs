@@ -13,7 +13,9 @@ use oci_spec::image::ImageConfiguration;
 use serde::Serialize;
 
 use crate::compression::Compression;
-use crate::copy::{Platform, Progress, is_encrypted, resolve_manifest, verified_blob};
+use crate::copy::{
+    Platform, Progress, ProgressReader, is_encrypted, resolve_manifest, verified_blob,
+};
 use crate::crypt::{self, DecryptionKeys};
 use crate::digest::{Digest, HashingWriter, unwrap_io};
 use crate::error::{Error, Result};
@@ -89,7 +91,7 @@ pub fn unpack_image(
         let mut blob = tempfile::tempfile()
             .map_err(|e| Error::io("creating a staging file in", std::env::temp_dir(), e))?;
         {
-            let mut r = verified_blob(src, l)?;
+            let mut r = ProgressReader::new(verified_blob(src, l)?, progress, i);
             if is_encrypted(l) {
                 let ann = l.annotations().clone().unwrap_or_default();
                 crypt::decrypt_layer(&mut r, &mut blob, &ann, keys)?;

@@ -137,26 +137,33 @@ impl Bars {
 
 impl Progress for Bars {
     fn layer_start(&self, index: usize, digest: &str, size: u64) {
-        let bar = self.multi.add(ProgressBar::new_spinner());
+        let bar = self.multi.add(ProgressBar::new(size));
         bar.set_style(
-            ProgressStyle::with_template("{spinner} layer {prefix} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            ProgressStyle::with_template(
+                "layer {prefix:>2} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
         bar.set_prefix(format!("{index}"));
-        bar.set_message(format!(
-            "{} ({size} bytes)",
-            &digest[..digest.len().min(19)]
-        ));
-        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        bar.set_message(digest[..digest.len().min(19)].to_string());
         if let Ok(mut b) = self.bars.lock() {
             b.push(bar);
+        }
+    }
+
+    fn layer_advance(&self, index: usize, bytes: u64) {
+        if let Ok(b) = self.bars.lock() {
+            if let Some(bar) = b.get(index) {
+                bar.inc(bytes);
+            }
         }
     }
 
     fn layer_done(&self, index: usize) {
         if let Ok(b) = self.bars.lock() {
             if let Some(bar) = b.get(index) {
-                bar.finish_with_message("done");
+                bar.finish();
             }
         }
     }
