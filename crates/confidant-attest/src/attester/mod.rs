@@ -4,6 +4,7 @@
 //! Gramine's `/dev/attestation` for SGX). The simulation attester signs with a software platform
 //! key and is only ever chosen when asked for by name: detection never falls back to it.
 
+pub mod cert_table;
 pub mod detect;
 pub mod gramine;
 pub mod sim;
