@@ -136,7 +136,9 @@ pub struct TdxFields {
 }
 
 /// An AMD SEV-SNP TCB version, as reported in attestation reports and VCEK extensions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct SnpTcb {
     /// Boot loader SVN.
     pub bootloader: u8,

@@ -49,9 +49,13 @@ impl fmt::Display for Mismatch {
 }
 
 /// A byte string written as hex in reference-value files.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
-pub struct HexBytes(#[serde(with = "crate::hex_serde")] pub Vec<u8>);
+pub struct HexBytes(
+    #[serde(with = "crate::hex_serde")]
+    #[schemars(with = "String")]
+    pub Vec<u8>,
+);
 
 impl HexBytes {
     fn matches(&self, got: &[u8]) -> bool {
@@ -71,7 +75,7 @@ pub const DEFAULT_ACCEPTED_TCB_STATUSES: [&str; 4] = [
 
 /// What verified claims must match. All fields are optional; an empty set of reference values
 /// still refuses debug TEEs and unacceptable TCB statuses.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReferenceValues {
     /// The TEE the evidence must come from.
@@ -107,7 +111,7 @@ pub struct ReferenceValues {
 }
 
 /// Which Intel TCB statuses and advisories are acceptable.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TcbPolicy {
     /// Accepted statuses; default [`DEFAULT_ACCEPTED_TCB_STATUSES`].
@@ -122,7 +126,7 @@ pub struct TcbPolicy {
 }
 
 /// TDX launch and runtime values.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TdxReference {
     /// Runtime measurement register 0.
@@ -155,7 +159,7 @@ pub struct TdxReference {
 }
 
 /// SEV-SNP launch values.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SnpReference {
     /// HOST_DATA supplied at launch.

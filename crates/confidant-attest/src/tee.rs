@@ -9,7 +9,19 @@ use serde::{Deserialize, Serialize};
 ///
 /// `Sim` is the simulation TEE: a software platform key stands in for hardware. It proves that the
 /// protocol works end to end and nothing about hardware isolation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Tee {
     /// Intel SGX, evidence is a DCAP ECDSA quote.

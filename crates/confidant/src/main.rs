@@ -8,6 +8,7 @@
 mod attest;
 mod home;
 mod image;
+mod manifest;
 mod output;
 
 use std::path::PathBuf;
@@ -49,6 +50,9 @@ enum Command {
     /// Convert, encrypt, decrypt, move and unpack OCI images.
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// Work with manifests offline: export the JSON Schema, validate a manifest.
+    #[command(subcommand)]
+    Manifest(manifest::ManifestCommand),
 }
 
 /// The outcome of a command, mapped to the exit code.
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Attest(cmd) => attest::run(cmd, &home, cli.output),
         Command::Image(cmd) => image::run(cmd, cli.output),
+        Command::Manifest(cmd) => manifest::run(cmd, cli.output),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
