@@ -9,4 +9,6 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod ca;
+pub mod recovery;
 pub mod store;
