@@ -1,8 +1,12 @@
 //! The `confidant attest` command line, run as a user runs it: exit codes, output shapes and
 //! refusal of bad input without panics.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+use common::{code, json, stdout};
 
 fn vector(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -11,25 +15,7 @@ fn vector(rel: &str) -> PathBuf {
 }
 
 fn confidant(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_confidant"))
-        .env("CONFIDANT_HOME", home)
-        .args(args)
-        .output()
-        .expect("running confidant")
-}
-
-fn code(o: &Output) -> i32 {
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(!stderr.contains("panicked"), "confidant panicked: {stderr}");
-    o.status.code().expect("exit code")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(o)))
+    common::run_confidant(Some(home), args)
 }
 
 const SAMPLE_AT: &str = "2025-06-19T12:00:00Z";

@@ -1,32 +1,19 @@
 //! `confidant manifest schema` and `confidant manifest validate`, run as a user runs them.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+
+use common::{code, json, stdout};
 
 fn example() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/manifest.yaml")
 }
 
 fn confidant(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_confidant"))
-        .args(args)
-        .output()
-        .expect("running confidant")
-}
-
-fn code(o: &Output) -> i32 {
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(!stderr.contains("panicked"), "confidant panicked: {stderr}");
-    o.status.code().expect("exit code")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(o)))
+    common::run_confidant(None, args)
 }
 
 const THREE_PROBLEMS: &str = "apiVersion: confidant/v1
