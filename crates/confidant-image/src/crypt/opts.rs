@@ -114,17 +114,7 @@ impl PrivateLayerBlockCipherOptions {
     /// bytes, `digest` `sha256:<hex>`. Unknown fields are ignored, as ocicrypt does.
     pub fn from_json(json: &[u8]) -> Result<Self> {
         const WHAT: &str = "private layer options";
-        if json.len() > MAX_OPTIONS_LEN {
-            return Err(Error::malformed(
-                WHAT,
-                format!(
-                    "expected at most {MAX_OPTIONS_LEN} bytes, found {}",
-                    json.len()
-                ),
-            ));
-        }
-        let raw: RawPrivate = serde_json::from_slice(json)
-            .map_err(|e| Error::malformed(WHAT, format!("invalid JSON: {e}")))?;
+        let raw: RawPrivate = parse_bounded_json(WHAT, json)?;
         let symkey = Zeroizing::new(b64_field(WHAT, "symkey", raw.symkey.as_deref())?);
         if symkey.len() != KEY_LEN {
             return Err(Error::malformed(
@@ -171,17 +161,7 @@ impl PublicLayerBlockCipherOptions {
     /// private one, and it never writes one.
     pub fn from_json(json: &[u8]) -> Result<Self> {
         const WHAT: &str = "public layer options";
-        if json.len() > MAX_OPTIONS_LEN {
-            return Err(Error::malformed(
-                WHAT,
-                format!(
-                    "expected at most {MAX_OPTIONS_LEN} bytes, found {}",
-                    json.len()
-                ),
-            ));
-        }
-        let raw: RawPublic = serde_json::from_slice(json)
-            .map_err(|e| Error::malformed(WHAT, format!("invalid JSON: {e}")))?;
+        let raw: RawPublic = parse_bounded_json(WHAT, json)?;
         match raw.cipher.as_deref() {
             Some(CIPHER_NAME) => {}
             None | Some("") => {
@@ -238,6 +218,23 @@ impl PublicLayerBlockCipherOptions {
             .map_err(|e| Error::malformed(WHAT, format!("expected standard base64: {e}")))?;
         PublicLayerBlockCipherOptions::from_json(&json)
     }
+}
+
+/// Parses options JSON of at most [`MAX_OPTIONS_LEN`] bytes, naming `what` in errors.
+fn parse_bounded_json<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    json: &[u8],
+) -> Result<T> {
+    if json.len() > MAX_OPTIONS_LEN {
+        return Err(Error::malformed(
+            what,
+            format!(
+                "expected at most {MAX_OPTIONS_LEN} bytes, found {}",
+                json.len()
+            ),
+        ));
+    }
+    serde_json::from_slice(json).map_err(|e| Error::malformed(what, format!("invalid JSON: {e}")))
 }
 
 #[cfg(test)]
