@@ -6,8 +6,9 @@
 //!
 //! - every secret by its name: symmetric keys as `{hex, base64}`; `cert-*` as `{cert, key,
 //!   public_key}` (PEM); `plain` as `{value, base64}` (`value` only when the bytes are UTF-8);
-//! - `confidant`: the built-ins `cert` and `key` (the workload's own mesh certificate and key,
-//!   PEM), `root_ca` (the coordinator's root CA, PEM), `coordinator` (its address) and
+//! - `confidant`: the built-ins `cert` (the workload's own mesh certificate, PEM, for the key
+//!   the agent generated and never sends; apps that need a key in a file use a `cert-*` secret),
+//!   `root_ca` (the coordinator's root CA, PEM), `coordinator` (its address) and
 //!   `workload` (the workload's name).
 //!
 //! The same renderer dry-runs every template when a manifest is checked, with placeholder
@@ -59,8 +60,6 @@ pub type SecretValues = BTreeMap<String, SecretValue>;
 pub struct Builtins {
     /// The workload's own certificate (PEM), issued at activation.
     pub cert: String,
-    /// The workload's own private key (PEM).
-    pub key: String,
     /// The coordinator's root CA certificate (PEM).
     pub root_ca: String,
     /// The coordinator's address (`host:port`).
@@ -173,7 +172,6 @@ pub(crate) fn dry_run(manifest: &Manifest) -> Vec<(String, RenderError)> {
         .collect();
     let builtins = Builtins {
         cert: "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n".into(),
-        key: "-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n".into(),
         root_ca: "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n".into(),
         coordinator: "coordinator.invalid:4433".into(),
     };
@@ -224,7 +222,6 @@ fn render_each(
         BUILTINS_NAME.into(),
         json!({
             "cert": builtins.cert,
-            "key": builtins.key,
             "root_ca": builtins.root_ca,
             "coordinator": builtins.coordinator,
             "workload": workload_name,

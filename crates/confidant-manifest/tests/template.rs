@@ -22,7 +22,7 @@ workloads:
       TOKEN: '{{ token.value }}'
       TOKEN_B64: '{{ token.base64 }}'
       WHO: '{{ confidant.workload }}@{{ confidant.coordinator }}'
-    args: ['--cert={{ confidant.cert }}', '--key={{ confidant.key }}', '<&>']
+    args: ['--cert={{ confidant.cert }}', '<&>']
 ";
 
 fn values() -> SecretValues {
@@ -43,7 +43,6 @@ fn values() -> SecretValues {
 fn builtins() -> Builtins {
     Builtins {
         cert: "WCERT".into(),
-        key: "WKEY".into(),
         root_ca: "ROOT".into(),
         coordinator: "10.0.0.1:4433".into(),
     }
@@ -60,7 +59,7 @@ fn renders_files_env_and_args_from_secrets_and_builtins() {
     assert_eq!(r.env["TOKEN"], "s3cret");
     assert_eq!(r.env["TOKEN_B64"], "czNjcmV0");
     assert_eq!(r.env["WHO"], "web@10.0.0.1:4433");
-    assert_eq!(r.args, ["--cert=WCERT", "--key=WKEY", "<&>"]);
+    assert_eq!(r.args, ["--cert=WCERT", "<&>"]);
 }
 
 #[test]
@@ -80,4 +79,17 @@ fn plain_secret_that_is_not_utf8_has_no_value_attribute() {
     let e = render_parameters("web", &m.workloads["web"], &v, &builtins()).unwrap_err();
     assert_eq!(e.location, "env.TOKEN");
     assert!(e.message.starts_with("template: undefined value"), "{e}");
+}
+
+#[test]
+fn the_workload_private_key_is_not_a_builtin() {
+    // The agent's key never leaves the agent: a template naming it is refused at validation.
+    let m = Manifest::from_yaml(&YAML.replace("'<&>'", "'{{ confidant.key }}'")).unwrap();
+    let errors = m.check().unwrap_err();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.path.contains("workloads.web.args[1]")),
+        "{errors:?}"
+    );
 }

@@ -184,7 +184,7 @@ fn templates_may_use_declared_secrets_and_builtins() {
         "{}secrets:\n  k: {{type: symmetric-key, size: 256}}\n  c: {{type: cert-ed25519}}\n  p: {{type: plain}}\n",
         BASE.replace(
             "{package: web}",
-            "{package: web, files: {/a: '{{ k.hex }}{{ k.base64 }}{{ c.cert }}{{ c.key }}{{ c.public_key }}{{ p.value }}{{ p.base64 }}'}, args: ['{{ confidant.cert }}{{ confidant.key }}{{ confidant.root_ca }}{{ confidant.coordinator }}{{ confidant.workload }}', '{% for i in range(2) %}{{ i }}{% endfor %}']}"
+            "{package: web, files: {/a: '{{ k.hex }}{{ k.base64 }}{{ c.cert }}{{ c.key }}{{ c.public_key }}{{ p.value }}{{ p.base64 }}'}, args: ['{{ confidant.cert }}{{ confidant.root_ca }}{{ confidant.coordinator }}{{ confidant.workload }}', '{% for i in range(2) %}{{ i }}{% endfor %}']}"
         )
     );
     assert_eq!(errors(&y), Vec::<String>::new());
