@@ -71,7 +71,7 @@ envelope() { # envelope TEE EVIDENCE_FILE [ENDORSEMENTS_JSON]
 }
 
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(dcap_quote snp_report snp_endorsements evidence_envelope sim_report collateral)
+[ ${#targets[@]} -gt 0 ] || targets=(dcap_quote snp_report snp_endorsements evidence_envelope sim_report collateral coordinator_requests)
 
 for t in "${targets[@]}"; do
     case "$t" in
@@ -112,6 +112,19 @@ for t in "${targets[@]}"; do
         put "$t" tdx-collateral.json "$td/tdx/collateral.json"
         put "$t" tdx-collateral-outdated.json "$td/tdx/collateral_outdated.json"
         put "$t" sgx-collateral.json "$td/sgx/collateral.json"
+        ;;
+    coordinator_requests)
+        # An activation body with a real CSR and an image manifest carrying a wrapped key.
+        openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=w \
+            -keyout "$tmp/w.key" -out "$tmp/w.csr" 2>/dev/null
+        csr="$(perl -0777 -pe 's/\n/\\n/g' "$tmp/w.csr")"
+        image='{"schemaVersion":2,"layers":[{"digest":"sha256:'"$(printf '%064d' 0)"'","annotations":{"org.opencontainers.image.enc.keys.provider.confidant":"eyJ2ZXJzaW9uIjoxfQ=="}}]}'
+        printf '{"workload":"web","nonce":"%s","csr":"%s","evidence":{"tee":"sim","evidence":"%s"},"image_manifest":"%s"}' \
+            "$(printf '%064d' 7)" "$csr" "$(b64 <"$tmp/sim.bin")" "$(printf '%s' "$image" | b64)" >"$tmp/activate.json"
+        put "$t" activate.json "$tmp/activate.json"
+        put "$t" csr.pem "$tmp/w.csr"
+        printf '%s' "$image" >"$tmp/image.json"
+        put "$t" image.json "$tmp/image.json"
         ;;
     *)
         echo "seed.sh: no seeds for $t (it starts from an empty corpus)"

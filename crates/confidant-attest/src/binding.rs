@@ -33,7 +33,15 @@ impl Purpose {
 
 /// Computes the report data binding `nonce` and the public key `spki_der` for `purpose`.
 pub fn report_data(purpose: Purpose, nonce: &[u8], spki_der: &[u8]) -> [u8; 64] {
-    let key_digest = Sha256::digest(spki_der);
+    report_data_for_key_digest(purpose, nonce, &Sha256::digest(spki_der).into())
+}
+
+/// [`report_data`] from the SHA-256 of the SubjectPublicKeyInfo DER instead of the DER itself.
+pub fn report_data_for_key_digest(
+    purpose: Purpose,
+    nonce: &[u8],
+    key_digest: &[u8; 32],
+) -> [u8; 64] {
     let mut h = Sha512::new();
     h.update(b"confidant/v1/");
     h.update(purpose.as_str().as_bytes());

@@ -9,6 +9,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod ca;
+pub mod core;
 pub mod recovery;
+pub mod server;
 pub mod store;

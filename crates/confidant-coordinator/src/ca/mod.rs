@@ -244,6 +244,26 @@ impl CoordinatorCa {
         to_pem(&self.intermediate_der)
     }
 
+    /// The root CA's SubjectPublicKeyInfo (DER): what the coordinator's evidence binds.
+    pub fn root_spki_der(&self) -> Vec<u8> {
+        x509_parser::parse_x509_certificate(&self.root_der)
+            .map(|(_, c)| c.tbs_certificate.subject_pki.raw.to_vec())
+            .unwrap_or_default()
+    }
+
+    /// Signs `message` with the root CA key: ECDSA P-256 SHA-256, ASN.1 DER. Clients that
+    /// pinned the root (after attesting the coordinator) verify coordinator records with it.
+    pub fn sign_with_root(&self, message: &[u8]) -> Result<Vec<u8>, CaError> {
+        use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
+        let rng = SystemRandom::new();
+        let pkcs8 = Zeroizing::new(self.root_key.serialize_der());
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &pkcs8, &rng)
+            .map_err(|e| CaError::Sealed(format!("root key: {e}")))?;
+        key.sign(&rng, message)
+            .map(|s| s.as_ref().to_vec())
+            .map_err(|_| CaError::Sealed("signing with the root key failed".into()))
+    }
+
     /// The intermediate followed by the root (PEM).
     pub fn chain_pem(&self) -> String {
         format!("{}{}", self.intermediate_pem(), self.root_pem())
@@ -415,6 +435,42 @@ impl CoordinatorCa {
         ];
         Ok(params)
     }
+}
+
+/// Parses a CSR (PEM or DER), checks its self-signature, and returns SHA-256 of its
+/// SubjectPublicKeyInfo DER: what an activation's report data must bind.
+pub fn csr_spki_sha256(csr: &[u8]) -> Result<[u8; 32], CaError> {
+    let der = csr_der(csr)?;
+    let (rest, req) =
+        X509CertificationRequest::from_der(&der).map_err(|e| CaError::CsrParse(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(CaError::CsrParse(format!("{} trailing bytes", rest.len())));
+    }
+    req.verify_signature().map_err(|e| CaError::CsrSignature {
+        algorithm: req.signature_algorithm.algorithm.to_id_string(),
+        reason: e.to_string(),
+    })?;
+    let mut out = [0u8; 32];
+    out.copy_from_slice(
+        ring::digest::digest(
+            &ring::digest::SHA256,
+            req.certification_request_info.subject_pki.raw,
+        )
+        .as_ref(),
+    );
+    Ok(out)
+}
+
+/// The public key (SubjectPublicKeyInfo, PEM `PUBLIC KEY`) of a PEM certificate.
+pub fn public_key_pem_of(cert_pem: &str) -> Result<String, CaError> {
+    let p = pem::parse(cert_pem.as_bytes())
+        .map_err(|e| invalid("certificate", "a PEM certificate", e))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(p.contents())
+        .map_err(|e| invalid("certificate", "an X.509 certificate", e))?;
+    Ok(pem::encode(&pem::Pem::new(
+        "PUBLIC KEY",
+        cert.tbs_certificate.subject_pki.raw.to_vec(),
+    )))
 }
 
 fn ca_params(

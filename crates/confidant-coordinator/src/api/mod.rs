@@ -1,0 +1,737 @@
+//! The HTTPS API: translates requests into [`crate::core`] calls and their errors into honest
+//! status codes. Nothing here decides anything; see `docs/formats/coordinator-api.md`.
+
+mod metrics;
+pub mod tls;
+
+use std::sync::{Arc, RwLock};
+use std::time::{Instant, SystemTime};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use confidant_attest::attester::Attester;
+use confidant_attest::binding::{Purpose, report_data};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::core::{ActivateRequest, Coordinator, CoreError, ErrorKind, Principal, RecoveryShares};
+use crate::recovery::Share;
+use crate::store::{DataKey, Store};
+
+pub use self::metrics::{ActivationLabels, Metrics, RequestLabels};
+
+/// The OpenAPI 3.1 document served at `/api/v1/openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+/// The largest request body accepted.
+pub const MAX_BODY: usize = 4 << 20;
+
+/// Opens the coordinator with a recovered data key (the server knows how).
+pub type Reopen<S> = Arc<dyn Fn(DataKey) -> Result<Coordinator<S>, String> + Send + Sync>;
+
+/// Makes the TLS configuration (and its leaf's SPKI DER) for an opened coordinator.
+pub type TlsFor<S> = Arc<
+    dyn Fn(&Coordinator<S>) -> Result<(Arc<rustls::ServerConfig>, Vec<u8>), String> + Send + Sync,
+>;
+
+/// The coordinator while its state cannot be unsealed.
+pub struct RecoveryMode<S: Store> {
+    /// The owners' encrypted shares, kept outside the sealed state (`None`: there is no way
+    /// to recover).
+    pub shares: Option<RecoveryShares>,
+    /// Decrypted shares received so far.
+    pub received: Vec<Share>,
+    /// Evidence for `GET attestation` in recovery (binds the TLS key).
+    pub attester: Box<dyn Attester>,
+    /// Opens the state with the recombined key.
+    pub reopen: Reopen<S>,
+    /// Called with the opened coordinator; returns the TLS configuration to serve next and its
+    /// leaf's SubjectPublicKeyInfo (DER).
+    pub after: TlsFor<S>,
+}
+
+/// Running, or waiting for recovery.
+pub enum Mode<S: Store> {
+    /// The state is open.
+    Running(Arc<Coordinator<S>>),
+    /// The state cannot be unsealed.
+    Recovery(RecoveryMode<S>),
+}
+
+/// The API's shared state.
+pub struct Api<S: Store> {
+    mode: RwLock<Mode<S>>,
+    /// The metrics the API records.
+    pub metrics: Metrics,
+    tls: RwLock<(Arc<rustls::ServerConfig>, Vec<u8>)>,
+    recovery_dir: RwLock<Option<std::path::PathBuf>>,
+}
+
+impl<S: Store + 'static> Api<S> {
+    /// An API in `mode`, serving TLS with `tls` whose leaf key is `tls_spki` (DER).
+    pub fn new(mode: Mode<S>, tls: Arc<rustls::ServerConfig>, tls_spki: Vec<u8>) -> Arc<Api<S>> {
+        let api = Api {
+            mode: RwLock::new(mode),
+            metrics: Metrics::new(),
+            tls: RwLock::new((tls, tls_spki)),
+            recovery_dir: RwLock::new(None),
+        };
+        api.update_state_gauge();
+        Arc::new(api)
+    }
+
+    /// Keeps `recovery.json` in `dir` in step with the manifest's recovery shares.
+    pub fn set_recovery_dir(&self, dir: std::path::PathBuf) {
+        if let Ok(mut d) = self.recovery_dir.write() {
+            *d = Some(dir);
+        }
+    }
+
+    /// The TLS configuration for new connections.
+    pub fn tls_config(&self) -> Option<Arc<rustls::ServerConfig>> {
+        self.tls.read().ok().map(|t| t.0.clone())
+    }
+
+    fn tls_spki(&self) -> Vec<u8> {
+        self.tls.read().map(|t| t.1.clone()).unwrap_or_default()
+    }
+
+    fn update_state_gauge(&self) {
+        let v = match self.mode.read().as_deref() {
+            Ok(Mode::Running(c)) => {
+                if c.state() == crate::core::State::Running {
+                    1
+                } else {
+                    0
+                }
+            }
+            _ => 2,
+        };
+        self.metrics.state.set(v);
+    }
+
+    fn coordinator(&self) -> Result<Arc<Coordinator<S>>, ApiError> {
+        match self.mode.read().as_deref() {
+            Ok(Mode::Running(c)) => Ok(c.clone()),
+            Ok(Mode::Recovery(_)) => Err(ApiError(CoreError::new(
+                ErrorKind::Conflict,
+                "wrong_state",
+                None,
+                "the coordinator is in recovery: its state cannot be unsealed on this machine; recovery owners must `confidant recover`",
+            ))),
+            Err(_) => Err(ApiError(CoreError::new(
+                ErrorKind::Internal,
+                "internal",
+                None,
+                "state lock poisoned",
+            ))),
+        }
+    }
+
+    /// The router of `/api/v1`.
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/api/v1/status", get(status::<S>))
+            .route("/api/v1/attestation", get(attestation::<S>))
+            .route("/api/v1/image-key", get(image_key::<S>))
+            .route(
+                "/api/v1/manifest",
+                get(manifest_get::<S>).post(manifest_set::<S>),
+            )
+            .route("/api/v1/packages/{name}/svn", post(package_svn::<S>))
+            .route("/api/v1/nonce", post(nonce::<S>))
+            .route("/api/v1/activate", post(activate::<S>))
+            .route(
+                "/api/v1/secrets/{name}",
+                get(secret_get::<S>).put(secret_put::<S>),
+            )
+            .route("/api/v1/audit", get(audit::<S>))
+            .route("/api/v1/recovery", get(recovery_get::<S>))
+            .route("/api/v1/recover", post(recover::<S>))
+            .route("/api/v1/openapi.json", get(openapi))
+            .fallback(not_found)
+            .layer(DefaultBodyLimit::max(MAX_BODY))
+            .layer(middleware::from_fn_with_state(self.clone(), record::<S>))
+            .with_state(self.clone())
+    }
+
+    /// The router of the metrics listener (`/metrics`).
+    pub fn metrics_router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/metrics", get(metrics_text::<S>))
+            .with_state(self.clone())
+    }
+}
+
+/// An error answer: `{"error": {code, message, field, details}}` with its status.
+#[derive(Debug)]
+pub struct ApiError(pub CoreError);
+
+impl From<CoreError> for ApiError {
+    fn from(e: CoreError) -> ApiError {
+        ApiError(e)
+    }
+}
+
+/// The HTTP status of an error kind.
+pub fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::Malformed => StatusCode::BAD_REQUEST,
+        ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Rejected => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        let mut body = json!({"code": e.code, "message": e.message});
+        if let Some(f) = &e.field {
+            body["field"] = Value::String(f.clone());
+        }
+        if let Some(d) = e.details {
+            body["details"] = *d;
+        }
+        (status_of(e.kind), Json(json!({ "error": body }))).into_response()
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+fn malformed(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError(CoreError::new(
+        ErrorKind::Malformed,
+        "malformed",
+        Some(field),
+        message,
+    ))
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." {
+            "body".to_string()
+        } else {
+            path
+        };
+        malformed(
+            &field,
+            format!("expected the JSON of the API spec: {}", e.inner()),
+        )
+    })
+}
+
+fn hex_param(field: &str, v: &str) -> Result<Vec<u8>, ApiError> {
+    hex::decode(v).map_err(|e| malformed(field, format!("expected hex: {e}")))
+}
+
+/// Runs blocking coordinator work (store commits, signatures) off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, CoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| {
+            ApiError(CoreError::new(
+                ErrorKind::Internal,
+                "internal",
+                None,
+                format!("worker failed: {e}"),
+            ))
+        })?
+        .map_err(ApiError)
+}
+
+fn ok_json(v: Value) -> ApiResult {
+    Ok(Json(v).into_response())
+}
+
+async fn record<S: Store + 'static>(
+    State(api): State<Arc<Api<S>>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let start = Instant::now();
+    let mut resp = next.run(req).await;
+    api.metrics.duration.observe(start.elapsed().as_secs_f64());
+    api.metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            route,
+            status: resp.status().as_u16(),
+        })
+        .inc();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+async fn not_found() -> ApiError {
+    ApiError(CoreError::new(
+        ErrorKind::NotFound,
+        "not_found",
+        None,
+        "no such endpoint; see /api/v1/openapi.json",
+    ))
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn metrics_text<S: Store + 'static>(State(api): State<Arc<Api<S>>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        api.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn status<S: Store + 'static>(State(api): State<Arc<Api<S>>>) -> ApiResult {
+    let recovery = match api.mode.read().as_deref() {
+        Ok(Mode::Recovery(r)) => Some(json!({
+            "state": "recovery",
+            "tee": r.attester.tee(),
+            "simulation": r.attester.tee().is_simulation(),
+            "received": r.received.len(),
+            "threshold": r.shares.as_ref().map(|s| s.threshold),
+            "version": env!("CARGO_PKG_VERSION"),
+        })),
+        _ => None,
+    };
+    if let Some(v) = recovery {
+        return ok_json(v);
+    }
+    let c = api.coordinator()?;
+    let s = blocking(move || c.status()).await?;
+    let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
+    v["version"] = Value::String(env!("CARGO_PKG_VERSION").into());
+    ok_json(v)
+}
+
+#[derive(Deserialize)]
+struct NonceQuery {
+    nonce: Option<String>,
+}
+
+async fn attestation<S: Store + 'static>(
+    State(api): State<Arc<Api<S>>>,
+    Query(q): Query<NonceQuery>,
+) -> ApiResult {
+    let nonce = hex_param(
+        "nonce",
+        q.nonce
+            .as_deref()
+            .ok_or_else(|| malformed("nonce", "expected ?nonce=<16 to 64 bytes in hex>"))?,
+    )?;
+    if !(16..=64).contains(&nonce.len()) {
+        return Err(malformed(
+            "nonce",
+            format!("expected 16 to 64 bytes, got {}", nonce.len()),
+        ));
+    }
+    let spki = api.tls_spki();
+    let spki_hash = hex::encode(ring::digest::digest(&ring::digest::SHA256, &spki));
+    let recovery_evidence = match api.mode.read().as_deref() {
+        Ok(Mode::Recovery(r)) => {
+            let mut bound = nonce.clone();
+            bound.extend_from_slice(&[0u8; 32]);
+            let rd = report_data(Purpose::Coordinator, &bound, &spki);
+            Some((r.attester.attest(&rd), r.attester.tee().is_simulation()))
+        }
+        _ => None,
+    };
+    if let Some((evidence, simulation)) = recovery_evidence {
+        let evidence = evidence.map_err(|e| {
+            ApiError(CoreError::new(
+                ErrorKind::Internal,
+                "internal",
+                None,
+                format!("producing evidence: {e}"),
+            ))
+        })?;
+        return ok_json(json!({
+            "state": "recovery",
+            "simulation": simulation,
+            "evidence": evidence,
+            "manifest_hash": null,
+            "tls_spki_sha256": spki_hash,
+        }));
+    }
+    let c = api.coordinator()?;
+    let a = blocking(move || c.attestation(&nonce)).await?;
+    let mut v = serde_json::to_value(a).unwrap_or(Value::Null);
+    v["tls_spki_sha256"] = Value::String(spki_hash);
+    ok_json(v)
+}
+
+async fn image_key<S: Store + 'static>(State(api): State<Arc<Api<S>>>) -> ApiResult {
+    let (public_key, key_id) = api.coordinator()?.image_key();
+    ok_json(json!({"public_key": public_key, "key_id": key_id}))
+}
+
+#[derive(Deserialize)]
+struct VersionQuery {
+    version: Option<u64>,
+}
+
+async fn manifest_get<S: Store + 'static>(
+    State(api): State<Arc<Api<S>>>,
+    Query(q): Query<VersionQuery>,
+) -> ApiResult {
+    let c = api.coordinator()?;
+    let r = blocking(move || c.manifest_record(q.version)).await?;
+    ok_json(r.to_api())
+}
+
+fn manifest_set_answer(set: crate::core::ManifestSet) -> Response {
+    let r = &set.record;
+    let body = json!({
+        "version": r.version,
+        "hash": r.hash,
+        "previous": r.previous,
+        "signature": r.signature,
+        "recovery": set.recovery,
+    });
+    (StatusCode::CREATED, Json(body)).into_response()
+}
+
+async fn manifest_set<S: Store + 'static>(
+    State(api): State<Arc<Api<S>>>,
+    Extension(who): Extension<Principal>,
+    body: Bytes,
+) -> ApiResult {
+    let text = String::from_utf8(body.to_vec())
+        .map_err(|_| malformed("body", "expected a UTF-8 manifest (YAML or JSON)"))?;
+    let c = api.coordinator()?;
+    let dir = api.recovery_dir.read().ok().and_then(|d| d.clone());
+    let set = blocking(move || {
+        let set = c.set_manifest(&who, &text, SystemTime::now())?;
+        if let Some(dir) = dir {
+            crate::server::write_recovery_file(&dir, set.recovery.as_ref()).map_err(|e| {
+                CoreError::new(
+                    ErrorKind::Internal,
+                    "internal",
+                    None,
+                    format!(
+                        "the manifest was set, but the recovery shares could not be saved: {e}"
+                    ),
+                )
+            })?;
+        }
+        Ok(set)
+    })
+    .await?;
+    tracing::info!(
+        version = set.record.version,
+        hash = %set.record.hash,
+        set_by = set.record.set_by.as_deref().unwrap_or("anonymous (first manifest)"),
+        "manifest set"
+    );
+    api.update_state_gauge();
+    Ok(manifest_set_answer(set))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SvnBody {
+    min_svn: u32,
+}
+
+async fn package_svn<S: Store + 'static>(
+    State(api): State<Arc<Api<S>>>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let b: SvnBody = parse_json(&body)?;
+    let c = api.coordinator()?;
+    let set = blocking(move || c.update_svn(&who, &name, b.min_svn, SystemTime::now())).await?;
+    Ok(manifest_set_answer(set))
+}
+
+async fn nonce<S: Store + 'static>(State(api): State<Arc<Api<S>>>) -> ApiResult {
+    let n = api.coordinator()?.issue_nonce(SystemTime::now())?;
+    ok_json(json!({
+        "nonce": hex::encode(n),
+        "expires_in_seconds": crate::core::NONCE_LIFETIME.as_secs(),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActivateBody {
+    workload: String,
+    nonce: String,
+    csr: String,
+    evidence: confidant_attest::Evidence,
+    #[serde(default)]
+    image_manifest: Option<String>,
+}
+
+/// Parses a `POST activate` body (untrusted bytes) into a request; errors name the field.
+pub fn parse_activate_request(body: &[u8]) -> Result<ActivateRequest, CoreError> {
+    let b: ActivateBody = parse_json(body).map_err(|e| e.0)?;
+    let image_manifest = match &b.image_manifest {
+        None => None,
+        Some(s) => Some(
+            STANDARD
+                .decode(s)
+                .map_err(|e| malformed("image_manifest", format!("expected base64: {e}")).0)?,
+        ),
+    };
+    Ok(ActivateRequest {
+        nonce: hex_param("nonce", &b.nonce).map_err(|e| e.0)?,
+        workload: b.workload,
+        csr: b.csr.into_bytes(),
+        evidence: b.evidence,
+        image_manifest,
+    })
+}
+
+async fn activate<S: Store + 'static>(State(api): State<Arc<Api<S>>>, body: Bytes) -> ApiResult {
+    let req = parse_activate_request(&body)?;
+    let c = api.coordinator()?;
+    let workload = req.workload.clone();
+    let result = blocking(move || c.activate(&req, SystemTime::now())).await;
+    let outcome = match &result {
+        Ok(a) => {
+            tracing::info!(activation = %a.activation, simulation = a.simulation, "workload activated");
+            "ok"
+        }
+        Err(e) => {
+            tracing::warn!(workload = %workload, code = e.0.code, "activation refused: {}", e.0.message);
+            e.0.code
+        }
+    };
+    api.metrics
+        .activations
+        .get_or_create(&ActivationLabels {
+            workload: if workload.len() <= 64 {
+                workload
+            } else {
+                "unknown".into()
+            },
+            outcome: outcome.into(),
+        })
+        .inc();
+    let a = result?;
+    ok_json(serde_json::to_value(a).unwrap_or(Value::Null))
+}
+
+async fn secret_get<S: Store + 'static>(
+    State(api): State<Arc<Api<S>>>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let c = api.coordinator()?;
+    let v = blocking(move || c.secret_get(&who, &name, SystemTime::now())).await?;
+    ok_json(serde_json::to_value(v).unwrap_or(Value::Null))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretBody {
+    value: String,
+}
+
+async fn secret_put<S: Store + 'static>(
+    State(api): State<Arc<Api<S>>>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let b: SecretBody = parse_json(&body)?;
+    let value = STANDARD
+        .decode(&b.value)
+        .map_err(|e| malformed("value", format!("expected base64: {e}")))?;
+    let c = api.coordinator()?;
+    let n = name.clone();
+    blocking(move || c.secret_put(&who, &n, &value, SystemTime::now())).await?;
+    ok_json(json!({"name": name}))
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn audit<S: Store + 'static>(
+    State(api): State<Arc<Api<S>>>,
+    Extension(who): Extension<Principal>,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult {
+    let c = api.coordinator()?;
+    let entries = blocking(move || {
+        c.audit(
+            &who,
+            q.after.unwrap_or(0),
+            q.limit.unwrap_or(crate::core::MAX_AUDIT_PAGE),
+        )
+    })
+    .await?;
+    ok_json(json!({ "entries": entries }))
+}
+
+async fn recovery_get<S: Store + 'static>(State(api): State<Arc<Api<S>>>) -> ApiResult {
+    let from_recovery = match api.mode.read().as_deref() {
+        Ok(Mode::Recovery(r)) => Some(r.shares.clone()),
+        _ => None,
+    };
+    let shares = match from_recovery {
+        Some(s) => s,
+        None => {
+            let c = api.coordinator()?;
+            blocking(move || c.recovery_shares()).await?
+        }
+    };
+    match shares {
+        Some(s) => ok_json(serde_json::to_value(s).unwrap_or(Value::Null)),
+        None => Err(ApiError(CoreError::new(
+            ErrorKind::NotFound,
+            "not_found",
+            None,
+            "no recovery shares: the manifest has no `recovery` section",
+        ))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecoverBody {
+    share: String,
+}
+
+async fn recover<S: Store + 'static>(State(api): State<Arc<Api<S>>>, body: Bytes) -> ApiResult {
+    let b: RecoverBody = parse_json(&body)?;
+    let bytes = STANDARD
+        .decode(&b.share)
+        .map_err(|e| malformed("share", format!("expected base64: {e}")))?;
+    let share = Share::from_bytes(&bytes).map_err(|e| malformed("share", e.to_string()))?;
+    let api2 = api.clone();
+    let answer = tokio::task::spawn_blocking(move || recover_blocking(&api2, share))
+        .await
+        .map_err(|e| {
+            ApiError(CoreError::new(
+                ErrorKind::Internal,
+                "internal",
+                None,
+                format!("worker failed: {e}"),
+            ))
+        })??;
+    api.update_state_gauge();
+    ok_json(answer)
+}
+
+fn recover_blocking<S: Store + 'static>(api: &Api<S>, share: Share) -> Result<Value, ApiError> {
+    let mut mode = api.mode.write().map_err(|_| {
+        ApiError(CoreError::new(
+            ErrorKind::Internal,
+            "internal",
+            None,
+            "state lock poisoned",
+        ))
+    })?;
+    let Mode::Recovery(r) = &mut *mode else {
+        return Err(ApiError(CoreError::new(
+            ErrorKind::Conflict,
+            "wrong_state",
+            None,
+            "the coordinator is not in recovery: its state is open",
+        )));
+    };
+    let Some(shares) = &r.shares else {
+        return Err(ApiError(CoreError::new(
+            ErrorKind::Conflict,
+            "wrong_state",
+            None,
+            "no recovery shares were kept for this state (recovery.json is missing): it cannot be recovered",
+        )));
+    };
+    let threshold = shares.threshold;
+    if r.received.iter().any(|s| s.index() == share.index()) {
+        return Err(ApiError(CoreError::new(
+            ErrorKind::Conflict,
+            "conflict",
+            Some("share"),
+            format!("share {} was already received", share.index()),
+        )));
+    }
+    r.received.push(share);
+    if (r.received.len() as u32) < threshold {
+        return Ok(
+            json!({"state": "recovery", "received": r.received.len(), "threshold": threshold}),
+        );
+    }
+    let key = crate::recovery::combine(&r.received, threshold).map_err(|e| {
+        ApiError(CoreError::new(
+            ErrorKind::Rejected,
+            "share",
+            Some("share"),
+            e.to_string(),
+        ))
+    })?;
+    match (r.reopen)(key) {
+        Ok(c) => {
+            let (tls, spki) = (r.after)(&c)
+                .map_err(|e| ApiError(CoreError::new(ErrorKind::Internal, "internal", None, e)))?;
+            *mode = Mode::Running(Arc::new(c));
+            if let Ok(mut t) = api.tls.write() {
+                *t = (tls, spki);
+            }
+            Ok(json!({"state": "running"}))
+        }
+        Err(e) => {
+            // The shares do not open this state: forget them all and start over.
+            r.received.clear();
+            Err(ApiError(CoreError::new(
+                ErrorKind::Rejected,
+                "share",
+                Some("share"),
+                format!(
+                    "the recombined key does not open the state ({e}); all received shares were discarded"
+                ),
+            )))
+        }
+    }
+}
+
+/// The SubjectPublicKeyInfo DER of a certificate (PEM).
+pub fn spki_of_cert_pem(cert_pem: &str) -> Option<Vec<u8>> {
+    let p = pem::parse(cert_pem.as_bytes()).ok()?;
+    let (_, c) = x509_parser::parse_x509_certificate(p.contents()).ok()?;
+    Some(c.tbs_certificate.subject_pki.raw.to_vec())
+}
+
+/// Principals of connections, by the TLS session.
+pub fn principal_of(certs: Option<&[rustls::pki_types::CertificateDer<'_>]>) -> Principal {
+    match certs.and_then(|c| c.first()) {
+        Some(leaf) => {
+            let d = ring::digest::digest(&ring::digest::SHA256, leaf.as_ref());
+            let mut h = [0u8; 32];
+            h.copy_from_slice(d.as_ref());
+            Principal::Certificate(h)
+        }
+        None => Principal::Anonymous,
+    }
+}

@@ -1,0 +1,20 @@
+//! What workloads send the coordinator before anything is verified: the `POST activate` body,
+//! the CSR in it, and the image manifest whose layer keys it asks for. None of it may panic.
+
+#![no_main]
+
+use confidant_coordinator::api::parse_activate_request;
+use confidant_coordinator::ca::csr_spki_sha256;
+use confidant_coordinator::core::wrapped_layer_keys;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(req) = parse_activate_request(data) {
+        let _ = csr_spki_sha256(&req.csr);
+        if let Some(m) = &req.image_manifest {
+            let _ = wrapped_layer_keys(m);
+        }
+    }
+    let _ = csr_spki_sha256(data);
+    let _ = wrapped_layer_keys(data);
+});
