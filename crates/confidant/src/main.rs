@@ -1,15 +1,22 @@
 //! `confidant`: run unmodified container images in confidential computing TEEs.
 //!
 //! The binary parses arguments, calls the libraries and formats their results. Exit codes:
-//! 0 success or evidence accepted, 1 evidence rejected, 2 malformed input or usage.
+//! 0 success or evidence accepted, 1 evidence rejected or a request refused by the coordinator
+//! (4xx), 2 malformed input, usage, transport errors or coordinator failures (5xx).
 
 #![forbid(unsafe_code)]
 
 mod attest;
+mod client;
+mod coordinator;
 mod home;
 mod image;
 mod manifest;
 mod output;
+mod recover;
+mod secret;
+mod status;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,16 +57,33 @@ enum Command {
     /// Convert, encrypt, decrypt, move and unpack OCI images.
     #[command(subcommand)]
     Image(image::ImageCommand),
-    /// Work with manifests offline: export the JSON Schema, validate a manifest.
+    /// Work with manifests: export the JSON Schema, validate a manifest; set and read a
+    /// coordinator's manifest.
     #[command(subcommand)]
     Manifest(manifest::ManifestCommand),
+    /// Run the coordinator.
+    #[command(subcommand)]
+    Coordinator(coordinator::CoordinatorCommand),
+    /// Attest a coordinator and save its root CA for the other commands. Exit 0 accepted,
+    /// 1 rejected, 2 malformed or unreachable.
+    Verify(verify::VerifyArgs),
+    /// Show a verified coordinator's state.
+    Status(status::StatusArgs),
+    /// Set and read secrets through a verified coordinator.
+    #[command(subcommand)]
+    Secret(secret::SecretCommand),
+    /// Print a verified coordinator's saved CA certificates.
+    #[command(subcommand)]
+    Certificate(status::CertificateCommand),
+    /// Send a recovery owner's share to a coordinator in recovery.
+    Recover(recover::RecoverArgs),
 }
 
 /// The outcome of a command, mapped to the exit code.
 pub enum Outcome {
     /// Success, or evidence accepted (exit 0).
     Ok,
-    /// Evidence judged and rejected (exit 1).
+    /// Evidence judged and rejected, or a request refused (exit 1).
     Rejected,
 }
 
@@ -72,21 +96,33 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Attest(cmd) => attest::run(cmd, &home, cli.output),
         Command::Image(cmd) => image::run(cmd, cli.output),
-        Command::Manifest(cmd) => manifest::run(cmd, cli.output),
+        Command::Manifest(cmd) => manifest::run(cmd, &home, cli.output),
+        Command::Coordinator(cmd) => coordinator::run(cmd, &home, cli.output),
+        Command::Verify(args) => verify::run(args, &home, cli.output),
+        Command::Status(args) => status::status(args, &home, cli.output),
+        Command::Secret(cmd) => secret::run(cmd, &home, cli.output),
+        Command::Certificate(cmd) => status::certificate(cmd, &home, cli.output),
+        Command::Recover(args) => recover::run(args, &home, cli.output),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::Rejected) => ExitCode::from(1),
         Err(err) => {
-            output::print_error(&err, cli.output);
+            if !client::print_client_error(&err, cli.output) {
+                output::print_error(&err, cli.output);
+            }
             ExitCode::from(exit_code_for(&err))
         }
     }
 }
 
-/// Errors that reach `main` are malformed input, usage or I/O problems (exit 2); evidence
-/// rejections are reported by the command itself as [`Outcome::Rejected`].
+/// Errors that reach `main` are malformed input, usage, I/O or transport problems (exit 2);
+/// evidence rejections are reported by the command itself as [`Outcome::Rejected`], and a
+/// coordinator's refusal (4xx) exits 1.
 fn exit_code_for(err: &anyhow::Error) -> u8 {
+    if let Some(api) = client::find_api_error(err) {
+        return if api.is_refusal() { 1 } else { EXIT_MALFORMED };
+    }
     match err.downcast_ref::<confidant_attest::Error>() {
         Some(e) if e.is_rejection() => 1,
         _ => EXIT_MALFORMED,

@@ -1,0 +1,232 @@
+//! Helpers for tests of the real coordinator binary: start it, call it with curl, act as a
+//! workload with the simulation TEE.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use confidant_attest::attester::Attester;
+use confidant_attest::attester::sim::SimAttester;
+use confidant_attest::binding::{Purpose, report_data};
+use confidant_attest::sim::SimPlatform;
+use serde_json::{Value, json};
+
+/// What the test workloads' simulated launch measures.
+pub const MEASURED: &[u8] = b"storm workload";
+
+/// A running `confidant coordinator run`, killed with SIGKILL on drop.
+pub struct Coordinator {
+    pub child: Child,
+    pub url: String,
+}
+
+impl Drop for Coordinator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn confidant(home: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_confidant"));
+    c.env("CONFIDANT_HOME", home);
+    c
+}
+
+pub fn start(home: &Path) -> Coordinator {
+    let mut child = confidant(home)
+        .args([
+            "coordinator",
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-metrics",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("https://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    Coordinator { child, url }
+}
+
+pub struct Client {
+    pub url: String,
+    pub cert: Option<(PathBuf, PathBuf)>,
+}
+
+impl Client {
+    /// Sends a request with curl; returns (status, body as JSON or null).
+    pub fn call(&self, method: &str, path: &str, body: Option<&[u8]>) -> (u16, Value) {
+        let mut c = Command::new("curl");
+        c.args([
+            "-sk",
+            "--max-time",
+            "20",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            method,
+        ]);
+        if let Some((cert, key)) = &self.cert {
+            c.arg("--cert").arg(cert).arg("--key").arg(key);
+        }
+        if body.is_some() {
+            c.args([
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                "@-",
+            ]);
+        }
+        c.arg(format!("{}{path}", self.url));
+        c.stdin(Stdio::piped()).stdout(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        {
+            use std::io::Write as _;
+            let mut stdin = child.stdin.take().unwrap();
+            if let Some(b) = body {
+                let _ = stdin.write_all(b);
+            }
+        }
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (
+            code.trim().parse().unwrap_or(0),
+            serde_json::from_str(body).unwrap_or(Value::Null),
+        )
+    }
+}
+
+pub fn user(dir: &Path, name: &str) -> (String, PathBuf, PathBuf) {
+    let ck = rcgen::generate_simple_self_signed(vec![format!("{name}.example")]).unwrap();
+    let cert = dir.join(format!("{name}.crt"));
+    let key = dir.join(format!("{name}.key"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    (ck.cert.pem(), cert, key)
+}
+
+pub fn indent(pem: &str, n: usize) -> String {
+    pem.lines()
+        .map(|l| format!("{}{l}\n", " ".repeat(n)))
+        .collect()
+}
+
+/// A workload: its key, CSR and a sim attester on the coordinator's platform.
+pub struct Workload {
+    pub key: rcgen::KeyPair,
+    pub csr: String,
+    pub attester: SimAttester,
+}
+
+impl Workload {
+    pub fn new(home: &Path) -> Workload {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let csr = rcgen::CertificateParams::default()
+            .serialize_request(&key)
+            .unwrap()
+            .pem()
+            .unwrap();
+        let platform = SimPlatform::load(&SimPlatform::dir(home)).unwrap();
+        Workload {
+            key,
+            csr,
+            attester: SimAttester::new(platform, SimAttester::measure(MEASURED)),
+        }
+    }
+
+    /// A fresh `POST activate` body for `workload` (takes a nonce from the coordinator).
+    pub fn body(&self, client: &Client, workload: &str) -> Value {
+        let (code, n) = client.call("POST", "/api/v1/nonce", None);
+        assert_eq!(code, 200, "{n}");
+        let nonce = hex::decode(n["nonce"].as_str().unwrap()).unwrap();
+        let rd = report_data(Purpose::Activate, &nonce, &self.key.public_key_der());
+        let evidence = self.attester.attest(&rd).unwrap();
+        json!({"workload": workload, "nonce": hex::encode(&nonce), "csr": self.csr, "evidence": evidence})
+    }
+
+    /// Activates workload `w`.
+    pub fn activate(&self, client: &Client) -> (u16, Value) {
+        let (code, n) = client.call("POST", "/api/v1/nonce", None);
+        if code != 200 {
+            return (code, n);
+        }
+        let nonce = hex::decode(n["nonce"].as_str().unwrap()).unwrap();
+        let rd = report_data(Purpose::Activate, &nonce, &self.key.public_key_der());
+        let evidence = self.attester.attest(&rd).unwrap();
+        let body = json!({"workload": "w", "nonce": hex::encode(&nonce), "csr": self.csr, "evidence": evidence});
+        client.call(
+            "POST",
+            "/api/v1/activate",
+            Some(body.to_string().as_bytes()),
+        )
+    }
+
+    /// Sends an activation body.
+    pub fn send(client: &Client, body: &Value) -> (u16, Value) {
+        client.call(
+            "POST",
+            "/api/v1/activate",
+            Some(body.to_string().as_bytes()),
+        )
+    }
+}
+
+pub fn secret_value(client: &Client, name: &str) -> Vec<u8> {
+    let (code, v) = client.call("GET", &format!("/api/v1/secrets/{name}"), None);
+    assert_eq!(code, 200, "{v}");
+    STANDARD.decode(v["value"].as_str().unwrap()).unwrap()
+}
+
+pub fn put_secret(client: &Client, name: &str, value: &[u8]) -> u16 {
+    let body = json!({"value": STANDARD.encode(value)});
+    client
+        .call(
+            "PUT",
+            &format!("/api/v1/secrets/{name}"),
+            Some(body.to_string().as_bytes()),
+        )
+        .0
+}
+
+/// Asserts an error answer: status, code and field.
+pub fn assert_error(answer: &(u16, Value), status: u16, code: &str, field: Option<&str>) {
+    let (got, body) = answer;
+    assert_eq!(*got, status, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    if let Some(f) = field {
+        assert_eq!(body["error"]["field"], f, "{body}");
+    }
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+}
+
+pub fn setup(dir: &Path) -> (PathBuf, String, PathBuf, PathBuf) {
+    let home = dir.join("home");
+    let out = confidant(&home)
+        .args(["attest", "sim", "init"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let (alice_pem, cert, key) = user(dir, "alice");
+    (home, alice_pem, cert, key)
+}
