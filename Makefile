@@ -1,5 +1,5 @@
 # Confidant — the two commands of the README, and their parts.
-#   make demo   the main job end to end (today: the attestation demo)
+#   make demo   the main job end to end (today: attestation and the coordinator)
 #   make test   formatting, lints and every test
 SHELL := /bin/bash
 CARGO ?= cargo
@@ -15,7 +15,7 @@ release:
 	$(CARGO) build --release -p confidant
 
 # Debian packages the demo and tests use. Installed only when missing (needs root).
-DEB_PACKAGES := openssl docker-registry skopeo umoci busybox-static
+DEB_PACKAGES := openssl curl jq docker-registry skopeo umoci busybox-static
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -261,9 +261,9 @@ fn get(args: GetArgs, home: &Path, format: Format) -> Result<Outcome> {
 
 /// A manifest record's signed fields.
 #[derive(Debug, serde::Deserialize)]
-struct Record {
-    version: u64,
-    hash: String,
+pub(crate) struct Record {
+    pub(crate) version: u64,
+    pub(crate) hash: String,
     previous: Option<String>,
     time: String,
     set_by: Option<String>,
@@ -276,7 +276,7 @@ const RECORD_DOMAIN: &[u8] = b"confidant/v1/manifest-record\0";
 /// Checks a `GET manifest` answer: the manifest hashes to `hash`, and the root CA signed the
 /// record (ECDSA P-256 SHA-256 over the domain and the compact JSON of version, hash, previous,
 /// time and set_by).
-fn check_record(body: &Value, root: &CertificateDer<'_>) -> Result<Record> {
+pub(crate) fn check_record(body: &Value, root: &CertificateDer<'_>) -> Result<Record> {
     let record: Record = serde_json::from_value(body.clone())
         .context("the coordinator's manifest record is malformed")?;
     let manifest = body

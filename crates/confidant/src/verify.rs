@@ -416,6 +416,9 @@ pub fn run(args: VerifyArgs, home: &Path, format: Format) -> Result<Outcome> {
     } else {
         None
     };
+    if let (Some(dir), Some(root), Some(hash)) = (&saved, &att.root, &att.answer.manifest_hash) {
+        save_manifest(&client, dir, root, hash)?;
+    }
     match format {
         Format::Json => {
             let mut doc = att.to_json(&address);
@@ -423,10 +426,16 @@ pub fn run(args: VerifyArgs, home: &Path, format: Format) -> Result<Outcome> {
             crate::outln!("{}", serde_json::to_string_pretty(&doc)?);
         }
         Format::Human => {
-            let extra: Vec<String> = saved
+            let mut extra: Vec<String> = saved
                 .iter()
                 .map(|dir| format!("root CA      saved in {}", dir.display()))
                 .collect();
+            if let (Some(dir), Some(_)) = (&saved, &att.answer.manifest_hash) {
+                extra.push(format!(
+                    "manifest     saved in {}",
+                    dir.join(MANIFEST_FILE).display()
+                ));
+            }
             att.print_human(&address, &extra);
             match &saved {
                 Some(_) => {}
@@ -476,6 +485,34 @@ fn save(home: &Path, address: &Address, att: &Attestation) -> Result<Option<Path
     )?;
     Ok(Some(dir))
 }
+
+/// Fetches the current manifest record over the attested connection, checks that it is the
+/// manifest the evidence binds and that the root CA signed it, and saves it as `manifest.json`.
+fn save_manifest(
+    client: &Client,
+    dir: &Path,
+    root: &rustls_pki_types::CertificateDer<'_>,
+    attested_hash: &str,
+) -> Result<()> {
+    let body = client
+        .get(&format!("{API}/manifest"))
+        .context("reading the attested manifest")?
+        .body;
+    let record = crate::manifest::check_record(&body, root)?;
+    if record.hash != attested_hash {
+        anyhow::bail!(
+            "the coordinator's current manifest has hash {}, but its evidence binds {attested_hash} (it changed in between; verify again)",
+            record.hash
+        );
+    }
+    write(
+        &dir.join(MANIFEST_FILE),
+        &format!("{}\n", serde_json::to_string_pretty(&body)?),
+    )
+}
+
+/// The attested manifest record, saved next to the root CA.
+pub const MANIFEST_FILE: &str = "manifest.json";
 
 /// Writes a file through a temporary one, so a reader never sees half of it.
 fn write(path: &Path, text: &str) -> Result<()> {
