@@ -181,7 +181,14 @@ fn whole_flow_then_every_refusal() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("SIMULATION"));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("SIMULATION"), "{said}");
+    let saved = said
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("manifest     saved in "))
+        .unwrap_or_else(|| panic!("no saved manifest in {said}"));
+    let record: Value = serde_json::from_str(&std::fs::read_to_string(saved).unwrap()).unwrap();
+    assert_eq!(record["hash"], set["hash"]);
     let out = coord::confidant(&home)
         .args(["certificate", "chain", "--coordinator", &address])
         .output()
