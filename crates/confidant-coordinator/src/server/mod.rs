@@ -16,7 +16,7 @@ use confidant_attest::attester::Attester;
 use confidant_attest::attester::sim::SimAttester;
 use confidant_attest::sim::SimPlatform;
 use confidant_attest::verify::sim::SimVerifier;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tower::Service;
 
@@ -31,6 +31,8 @@ pub const RECOVERY_FILE: &str = "recovery.json";
 pub const TLS_VALIDITY: Duration = Duration::from_secs(90 * 86_400);
 /// How long a TLS handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a request's headers.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What `confidant coordinator run` configures.
 #[derive(Debug, Clone)]
@@ -309,9 +311,13 @@ async fn serve(
                     async move { router.call(req).await }
                 },
             );
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            // A client that opens a connection and trickles its headers is dropped.
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT);
+            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
         });
     }
     Ok(())
