@@ -203,6 +203,13 @@ pub struct SimFields {
     /// The simulation platform's Ed25519 public key.
     #[serde(with = "hex_serde")]
     pub platform_key: [u8; 32],
+    /// The launcher's config id (version-2 reports), like TDX MRCONFIGID or SNP HOST_DATA.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "hex_serde::option"
+    )]
+    pub config_id: Option<[u8; 48]>,
     /// Always true: the claims come from software, not hardware.
     pub simulation: bool,
 }

@@ -108,6 +108,18 @@ pub struct ReferenceValues {
     /// SEV-SNP-specific values.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snp: Option<SnpReference>,
+    /// Simulation launch values (the config id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sim: Option<SimReference>,
+}
+
+/// Simulation launch values.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SimReference {
+    /// Accepted config ids (version-2 reports): any of them; empty: not checked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config_ids: Vec<HexBytes>,
 }
 
 /// Which Intel TCB statuses and advisories are acceptable.
@@ -345,12 +357,38 @@ impl ReferenceValues {
                     appraise_snp(r, s, &mut a.mismatches);
                 }
             }
-            TeeFields::Sgx(_) | TeeFields::Sim(_) => {}
+            TeeFields::Sim(f) => {
+                if let Some(r) = &self.sim {
+                    if !r.config_ids.is_empty() {
+                        let got = f.config_id.map(hex::encode).unwrap_or_else(|| {
+                            "none (a version-1 report without config id)".into()
+                        });
+                        if !f
+                            .config_id
+                            .is_some_and(|c| r.config_ids.iter().any(|h| h.matches(&c)))
+                        {
+                            a.mismatches.push(Mismatch::new(
+                                "sim.config_id",
+                                hex_list(&r.config_ids),
+                                got,
+                            ));
+                        }
+                    }
+                }
+            }
+            TeeFields::Sgx(_) => {}
         }
         if self.tdx.is_some() && !matches!(claims.fields, TeeFields::Tdx(_)) {
             a.mismatches.push(Mismatch::new(
                 "tee",
                 "tdx (reference values have a tdx section)",
+                claims.tee.as_str(),
+            ));
+        }
+        if self.sim.is_some() && !matches!(claims.fields, TeeFields::Sim(_)) {
+            a.mismatches.push(Mismatch::new(
+                "tee",
+                "sim (reference values have a sim section)",
                 claims.tee.as_str(),
             ));
         }
@@ -503,4 +541,38 @@ fn appraise_snp(r: &SnpReference, s: &crate::claims::SnpFields, m: &mut Vec<Mism
 
 fn opt<T: fmt::Display>(v: Option<T>) -> String {
     v.map(|v| v.to_string()).unwrap_or_else(|| "none".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::{SimPlatform, SimReportBody};
+
+    fn sim_claims(config_id: [u8; 48]) -> Claims {
+        let p = SimPlatform::generate().unwrap();
+        p.sign(SimReportBody {
+            debug: false,
+            product_id: 0,
+            svn: 0,
+            measurement: [1; 48],
+            config_id,
+            report_data: [0; 64],
+        })
+        .claims(true)
+    }
+
+    #[test]
+    fn sim_config_ids_are_matched() {
+        let rv = ReferenceValues {
+            sim: Some(SimReference {
+                config_ids: vec![HexBytes(vec![7; 48])],
+            }),
+            ..ReferenceValues::default()
+        };
+        assert!(rv.appraise(&sim_claims([7; 48])).accepted());
+        let other = rv.appraise(&sim_claims([8; 48]));
+        assert_eq!(other.mismatches[0].field, "sim.config_id");
+        let none = rv.appraise(&sim_claims([0; 48]));
+        assert!(none.mismatches[0].got.starts_with("none"), "{none:?}");
+    }
 }

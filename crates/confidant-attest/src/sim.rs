@@ -17,12 +17,18 @@ use crate::tee::Tee;
 
 /// The first 8 bytes of every simulation report.
 pub const MAGIC: [u8; 8] = *b"CFDTSIM\x01";
-/// The only layout version so far.
+/// Layout version 1: no config id.
 pub const VERSION: u16 = 1;
-/// Length of the signed part of a report.
+/// Layout version 2: a 48-byte config id after the measurement.
+pub const VERSION_2: u16 = 2;
+/// Length of the signed part of a version-1 report.
 pub const SIGNED_LEN: usize = 160;
-/// Length of a whole report (signed part and Ed25519 signature).
+/// Length of a whole version-1 report (signed part and Ed25519 signature).
 pub const REPORT_LEN: usize = SIGNED_LEN + 64;
+/// Length of the signed part of a version-2 report.
+pub const SIGNED_LEN_V2: usize = SIGNED_LEN + 48;
+/// Length of a whole version-2 report.
+pub const REPORT_LEN_V2: usize = SIGNED_LEN_V2 + 64;
 /// Flag bit: the simulated TEE runs in debug mode.
 pub const FLAG_DEBUG: u16 = 1;
 
@@ -37,6 +43,9 @@ pub struct SimReportBody {
     pub svn: u16,
     /// SHA-384 of what the platform launched.
     pub measurement: [u8; 48],
+    /// What the launcher configured the workload with, measured separately from its code
+    /// (like TDX MRCONFIGID or SNP HOST_DATA); all zero: none (a version-1 report).
+    pub config_id: [u8; 48],
     /// Data bound by the workload.
     pub report_data: [u8; 64],
 }
@@ -56,10 +65,13 @@ impl SimReport {
     /// Parses a report; never panics, whatever the bytes.
     pub fn parse(raw: &[u8]) -> Result<SimReport> {
         const WHAT: &str = "simulation report";
-        if raw.len() != REPORT_LEN {
+        if raw.len() != REPORT_LEN && raw.len() != REPORT_LEN_V2 {
             return Err(Error::malformed(
                 WHAT,
-                format!("expected {REPORT_LEN} bytes, got {}", raw.len()),
+                format!(
+                    "expected {REPORT_LEN} (version 1) or {REPORT_LEN_V2} (version 2) bytes, got {}",
+                    raw.len()
+                ),
             ));
         }
         if raw[..8] != MAGIC {
@@ -74,10 +86,18 @@ impl SimReport {
         }
         let u16_at = |o: usize| u16::from_le_bytes([raw[o], raw[o + 1]]);
         let version = u16_at(8);
-        if version != VERSION {
+        let expected_version = if raw.len() == REPORT_LEN {
+            VERSION
+        } else {
+            VERSION_2
+        };
+        if version != expected_version {
             return Err(Error::malformed(
                 WHAT,
-                format!("expected version {VERSION}, got {version}"),
+                format!(
+                    "expected version {expected_version} for a {}-byte report, got {version}",
+                    raw.len()
+                ),
             ));
         }
         let flags = u16_at(10);
@@ -93,36 +113,53 @@ impl SimReport {
                 product_id: u16_at(12),
                 svn: u16_at(14),
                 measurement: [0; 48],
+                config_id: [0; 48],
                 report_data: [0; 64],
             },
             platform_key: [0; 32],
             signature: [0; 64],
         };
         r.body.measurement.copy_from_slice(&raw[16..64]);
-        r.body.report_data.copy_from_slice(&raw[64..128]);
-        r.platform_key.copy_from_slice(&raw[128..160]);
-        r.signature.copy_from_slice(&raw[160..224]);
+        let mut o = 64;
+        if version == VERSION_2 {
+            r.body.config_id.copy_from_slice(&raw[64..112]);
+            if r.body.config_id == [0; 48] {
+                return Err(Error::malformed(
+                    WHAT,
+                    "expected a non-zero config id in a version-2 report (version 1 has none), got zeros",
+                ));
+            }
+            o = 112;
+        }
+        r.body.report_data.copy_from_slice(&raw[o..o + 64]);
+        r.platform_key.copy_from_slice(&raw[o + 64..o + 96]);
+        r.signature.copy_from_slice(&raw[o + 96..o + 160]);
         Ok(r)
     }
 
-    /// The signed bytes of a report with this body and key.
-    pub fn signed_bytes(body: &SimReportBody, platform_key: &[u8; 32]) -> [u8; SIGNED_LEN] {
-        let mut b = [0u8; SIGNED_LEN];
-        b[..8].copy_from_slice(&MAGIC);
-        b[8..10].copy_from_slice(&VERSION.to_le_bytes());
+    /// The signed bytes of a report with this body and key: version 1 when the config id is
+    /// all zero, version 2 otherwise.
+    pub fn signed_bytes(body: &SimReportBody, platform_key: &[u8; 32]) -> Vec<u8> {
+        let v2 = body.config_id != [0; 48];
+        let mut b = Vec::with_capacity(SIGNED_LEN_V2);
+        b.extend_from_slice(&MAGIC);
+        b.extend_from_slice(&(if v2 { VERSION_2 } else { VERSION }).to_le_bytes());
         let flags = if body.debug { FLAG_DEBUG } else { 0 };
-        b[10..12].copy_from_slice(&flags.to_le_bytes());
-        b[12..14].copy_from_slice(&body.product_id.to_le_bytes());
-        b[14..16].copy_from_slice(&body.svn.to_le_bytes());
-        b[16..64].copy_from_slice(&body.measurement);
-        b[64..128].copy_from_slice(&body.report_data);
-        b[128..160].copy_from_slice(platform_key);
+        b.extend_from_slice(&flags.to_le_bytes());
+        b.extend_from_slice(&body.product_id.to_le_bytes());
+        b.extend_from_slice(&body.svn.to_le_bytes());
+        b.extend_from_slice(&body.measurement);
+        if v2 {
+            b.extend_from_slice(&body.config_id);
+        }
+        b.extend_from_slice(&body.report_data);
+        b.extend_from_slice(platform_key);
         b
     }
 
     /// Serializes the whole report.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Self::signed_bytes(&self.body, &self.platform_key).to_vec();
+        let mut out = Self::signed_bytes(&self.body, &self.platform_key);
         out.extend_from_slice(&self.signature);
         out
     }
@@ -156,6 +193,7 @@ impl SimReport {
             report_data: self.body.report_data,
             fields: TeeFields::Sim(SimFields {
                 platform_key: self.platform_key,
+                config_id: (self.body.config_id != [0; 48]).then_some(self.body.config_id),
                 simulation: true,
             }),
         }
@@ -295,7 +333,15 @@ mod tests {
             product_id: 7,
             svn: 3,
             measurement: [0xaa; 48],
+            config_id: [0; 48],
             report_data: [0x55; 64],
+        }
+    }
+
+    fn body_v2() -> SimReportBody {
+        SimReportBody {
+            config_id: [0xc0; 48],
+            ..body()
         }
     }
 
@@ -311,14 +357,37 @@ mod tests {
     }
 
     #[test]
+    fn version_2_carries_the_config_id() {
+        let p = SimPlatform::generate().unwrap();
+        let r = p.sign(body_v2());
+        let bytes = r.to_bytes();
+        assert_eq!(bytes.len(), REPORT_LEN_V2);
+        assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), VERSION_2);
+        let back = SimReport::parse(&bytes).unwrap();
+        back.verify_signature().unwrap();
+        match back.claims(true).fields {
+            TeeFields::Sim(f) => assert_eq!(f.config_id, Some([0xc0; 48])),
+            other => panic!("{other:?}"),
+        }
+        // A version-2 report without a config id, or with the other version number, is refused.
+        let mut zero = bytes.clone();
+        zero[64..112].fill(0);
+        assert!(SimReport::parse(&zero).is_err());
+        let mut v1 = bytes.clone();
+        v1[8] = 1;
+        assert!(SimReport::parse(&v1).is_err());
+    }
+
+    #[test]
     fn every_flipped_byte_is_refused() {
         let p = SimPlatform::generate().unwrap();
-        let bytes = p.sign(body()).to_bytes();
-        for i in 0..bytes.len() {
-            let mut b = bytes.clone();
-            b[i] ^= 0x01;
-            let ok = SimReport::parse(&b).and_then(|r| r.verify_signature());
-            assert!(ok.is_err(), "flipping byte {i} was not noticed");
+        for bytes in [p.sign(body()).to_bytes(), p.sign(body_v2()).to_bytes()] {
+            for i in 0..bytes.len() {
+                let mut b = bytes.clone();
+                b[i] ^= 0x01;
+                let ok = SimReport::parse(&b).and_then(|r| r.verify_signature());
+                assert!(ok.is_err(), "flipping byte {i} was not noticed");
+            }
         }
     }
 

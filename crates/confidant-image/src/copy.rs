@@ -119,16 +119,23 @@ pub struct LayerReport {
 
 /// Reads the image manifest of `src`, choosing `platform` from an index.
 pub fn resolve_manifest(src: &mut dyn ImageSource, platform: &Platform) -> Result<ImageManifest> {
+    let bytes = resolve_manifest_bytes(src, platform)?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::malformed("image manifest", e.to_string()))
+}
+
+/// The raw bytes of the image manifest for `platform` (through the index, if there is one):
+/// what an image digest names, and what the coordinator checks against a package's
+/// `image_digests`.
+pub fn resolve_manifest_bytes(src: &mut dyn ImageSource, platform: &Platform) -> Result<Vec<u8>> {
     let (bytes, mt) = src.manifest()?;
-    let bytes = if media::is_index(&mt) || looks_like_index(&bytes) {
+    if media::is_index(&mt) || looks_like_index(&bytes) {
         let index: ImageIndex = serde_json::from_slice(&bytes)
             .map_err(|e| Error::malformed("image index", e.to_string()))?;
         let digest = pick_platform(&index, platform)?;
-        src.manifest_by_digest(&digest)?
+        src.manifest_by_digest(&digest)
     } else {
-        bytes
-    };
-    serde_json::from_slice(&bytes).map_err(|e| Error::malformed("image manifest", e.to_string()))
+        Ok(bytes)
+    }
 }
 
 fn looks_like_index(bytes: &[u8]) -> bool {

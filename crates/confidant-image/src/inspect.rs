@@ -3,13 +3,15 @@
 use oci_spec::image::ImageConfiguration;
 use serde::Serialize;
 
-use crate::copy::{Platform, is_encrypted, resolve_manifest, verified_blob};
+use crate::copy::{Platform, is_encrypted, resolve_manifest_bytes, verified_blob};
 use crate::error::{Error, Result};
 use crate::source::ImageSource;
 
 /// A summary of an image.
 #[derive(Debug, Clone, Serialize)]
 pub struct ImageInfo {
+    /// Digest of the image manifest (for the platform): what a package's `image_digests` lists.
+    pub digest: String,
     /// Digest of the image config.
     pub config_digest: String,
     /// Operating system from the config.
@@ -45,7 +47,10 @@ pub struct LayerInfo {
 
 /// Summarizes the image `src` for `platform`.
 pub fn inspect(src: &mut dyn ImageSource, platform: &Platform) -> Result<ImageInfo> {
-    let manifest = resolve_manifest(src, platform)?;
+    let bytes = resolve_manifest_bytes(src, platform)?;
+    let digest = crate::digest::Digest::of(&bytes).to_string();
+    let manifest: oci_spec::image::ImageManifest = serde_json::from_slice(&bytes)
+        .map_err(|e| crate::Error::malformed("image manifest", e.to_string()))?;
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(&mut verified_blob(src, manifest.config())?, &mut bytes)
         .map_err(|e| crate::digest::unwrap_io(e, "reading", std::path::Path::new("config")))?;
@@ -71,6 +76,7 @@ pub fn inspect(src: &mut dyn ImageSource, platform: &Platform) -> Result<ImageIn
         })
         .collect();
     Ok(ImageInfo {
+        digest,
         config_digest: manifest.config().digest().to_string(),
         os: config.os().to_string(),
         architecture: config.architecture().to_string(),

@@ -31,6 +31,18 @@ pub struct UnpackReport {
     pub bytes: u64,
 }
 
+/// The image's configuration (entrypoint, cmd, env, working dir, user, diff ids), its digest
+/// checked against the manifest.
+pub fn image_config(
+    src: &mut dyn ImageSource,
+    manifest: &oci_spec::image::ImageManifest,
+) -> Result<ImageConfiguration> {
+    let mut cbytes = Vec::new();
+    std::io::Read::read_to_end(&mut verified_blob(src, manifest.config())?, &mut cbytes)
+        .map_err(|e| unwrap_io(e, "reading", Path::new("image config")))?;
+    serde_json::from_slice(&cbytes).map_err(|e| Error::malformed("image config", e.to_string()))
+}
+
 /// Unpacks the image `src` into `target`, which must not exist yet.
 pub fn unpack_image(
     src: &mut dyn ImageSource,
@@ -51,11 +63,7 @@ pub fn unpack_image(
         ));
     }
     let manifest = resolve_manifest(src, platform)?;
-    let mut cbytes = Vec::new();
-    std::io::Read::read_to_end(&mut verified_blob(src, manifest.config())?, &mut cbytes)
-        .map_err(|e| unwrap_io(e, "reading", Path::new("image config")))?;
-    let config: ImageConfiguration = serde_json::from_slice(&cbytes)
-        .map_err(|e| Error::malformed("image config", e.to_string()))?;
+    let config = image_config(src, &manifest)?;
     let diff_ids = config.rootfs().diff_ids();
     if diff_ids.len() != manifest.layers().len() {
         return Err(Error::malformed(
@@ -88,8 +96,10 @@ pub fn unpack_image(
     for (i, (l, diff_id)) in manifest.layers().iter().zip(diff_ids).enumerate() {
         progress.layer_start(i, l.digest().as_ref(), l.size());
         // 1. The blob, decrypted and verified, in a staging file.
-        let mut blob = tempfile::tempfile()
-            .map_err(|e| Error::io("creating a staging file in", std::env::temp_dir(), e))?;
+        // Scratch files live next to the target (a tmpfs for the agent), never in $TMPDIR:
+        // decrypted layers must not reach another filesystem.
+        let mut blob = tempfile::tempfile_in(parent)
+            .map_err(|e| Error::io("creating a staging file in", parent, e))?;
         {
             let mut r = ProgressReader::new(verified_blob(src, l)?, progress, i);
             if is_encrypted(l) {
@@ -110,8 +120,8 @@ pub fn unpack_image(
             l.media_type().to_string()
         };
         let comp = Compression::from_media_type(&plain_media_type)?;
-        let tar = tempfile::tempfile()
-            .map_err(|e| Error::io("creating a staging file in", std::env::temp_dir(), e))?;
+        let tar = tempfile::tempfile_in(parent)
+            .map_err(|e| Error::io("creating a staging file in", parent, e))?;
         let mut w = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, tar));
         let allowed = opts.max_total_bytes.saturating_sub(bytes);
         let mut decoded = comp

@@ -213,6 +213,14 @@ impl Manifest {
             }
         }
         if let Some(mesh) = &w.mesh {
+            for (i, san) in mesh.sans.iter().enumerate() {
+                if !is_san(san) {
+                    e.push(
+                        format!("{path}.mesh.sans[{i}]"),
+                        format!("expected a DNS name or an IP address, got {san:?}"),
+                    );
+                }
+            }
             let mut names = BTreeSet::new();
             let mut ports = BTreeSet::new();
             for (i, p) in mesh.ingress.iter().enumerate() {

@@ -99,7 +99,8 @@ pub enum Secret {
         #[serde(default)]
         per_activation: bool,
     },
-    /// An ECDSA key with a certificate from the coordinator's CA. Templates: `{{ name.cert }}`,
+    /// An ECDSA key with a certificate from the coordinator's CA. Templates: `{{ name.cert }}`
+    /// (the certificate followed by the intermediate CA: the chain a TLS peer presents),
     /// `{{ name.key }}`, `{{ name.public_key }}` (PEM).
     CertEcdsa {
         /// The curve size in bits: 256 (P-256) or 384 (P-384); default 256.
@@ -255,6 +256,11 @@ pub struct VolumeMount {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Mesh {
+    /// DNS names and IP addresses added to the workload's certificate, for clients that check
+    /// the host name (`curl https://web.example:8443`); the certificate always names the
+    /// workload in a URI SAN, which is what other workloads' mesh proxies check.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sans: Vec<String>,
     /// Ports the mesh proxy serves with mTLS, forwarding to the app's plain ports.
     #[serde(default)]
     pub ingress: Vec<IngressPort>,

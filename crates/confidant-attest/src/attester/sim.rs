@@ -14,6 +14,7 @@ use super::Attester;
 pub struct SimAttester {
     platform: SimPlatform,
     measurement: [u8; 48],
+    config_id: [u8; 48],
     product_id: u16,
     svn: u16,
     debug: bool,
@@ -25,6 +26,7 @@ impl SimAttester {
         SimAttester {
             platform,
             measurement,
+            config_id: [0; 48],
             product_id: 0,
             svn: 0,
             debug: false,
@@ -41,6 +43,25 @@ impl SimAttester {
         self.product_id = product_id;
         self.svn = svn;
         self
+    }
+
+    /// Sets the config id the reports carry (what the launcher configured, measured apart from
+    /// the code: for the agent, the image digest and workload name).
+    pub fn with_config_id(mut self, config_id: [u8; 48]) -> Self {
+        self.config_id = config_id;
+        self
+    }
+
+    /// The config id of a launch configuration: SHA-384 of `"confidant/v1/config-id" ‖ 0 ‖
+    /// each part followed by 0`.
+    pub fn config_id(parts: &[&str]) -> [u8; 48] {
+        let mut h = Sha384::new();
+        h.update(b"confidant/v1/config-id\0");
+        for p in parts {
+            h.update(p.as_bytes());
+            h.update([0u8]);
+        }
+        h.finalize().into()
     }
 
     /// Marks the simulated TEE as running in debug mode.
@@ -66,6 +87,7 @@ impl Attester for SimAttester {
             product_id: self.product_id,
             svn: self.svn,
             measurement: self.measurement,
+            config_id: self.config_id,
             report_data: *report_data,
         });
         Ok(Evidence::new(Tee::Sim, report.to_bytes()))

@@ -55,6 +55,8 @@ pub struct Activation {
     pub layer_keys: BTreeMap<String, Value>,
     /// The workload's protected volumes, with their keys.
     pub volumes: Vec<VolumeGrant>,
+    /// The workload's mesh endpoints (ingress ports, egress peers), as the manifest says.
+    pub mesh: Option<confidant_manifest::Mesh>,
     /// Whether the evidence came from the simulation TEE.
     pub simulation: bool,
     /// Warnings from the appraisal (TCB needs hardening, simulation, …).
@@ -240,7 +242,11 @@ impl<S: Store> Coordinator<S> {
         let identity = WorkloadIdentity {
             workload: w.clone(),
             activation: n.to_string(),
-            sans: Vec::new(),
+            sans: workload
+                .mesh
+                .as_ref()
+                .map(|m| m.sans.clone())
+                .unwrap_or_default(),
         };
         let issued = self
             .ca
@@ -301,6 +307,7 @@ impl<S: Store> Coordinator<S> {
         Ok(Activation {
             activation: format!("{w}/{n}"),
             volumes,
+            mesh: workload.mesh.clone(),
             certificate: issued.cert_pem,
             chain: issued.chain_pem,
             root_ca: self.ca.root_pem(),

@@ -107,8 +107,10 @@ pub(crate) fn generate(
             .map_err(|e| CoreError::internal(format!("issuing a certificate secret: {e}")))?;
         let public_key = crate::ca::public_key_pem_of(&issued.cert_pem)
             .map_err(|e| CoreError::internal(format!("issued certificate: {e}")))?;
+        // `cert` is the chain a TLS peer presents: the leaf, then the intermediate (the root
+        // is what the other side trusts).
         Ok::<_, CoreError>(Some(StoredValue::Certificate {
-            cert: issued.cert_pem,
+            cert: issued.chain_pem,
             key: issued.key_pem.to_string(),
             public_key,
         }))

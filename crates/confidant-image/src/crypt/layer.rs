@@ -36,6 +36,11 @@ pub struct DecryptionKeys {
     pub jwe: Vec<PrivateKey>,
     /// The coordinator's image key, tried on the `provider.confidant` wrapping.
     pub coordinator: Option<PrivateKey>,
+    /// Layer options the coordinator already unwrapped and released to an attested agent, by
+    /// the value of the layer's `provider.confidant` annotation (what the coordinator unwrapped).
+    /// A wrong entry cannot decrypt the wrong layer: the HMAC and the plaintext digest are
+    /// checked as for any other key.
+    pub released: BTreeMap<String, PrivateLayerBlockCipherOptions>,
 }
 
 /// An encrypted layer: what goes into its descriptor.
@@ -163,6 +168,12 @@ pub fn unwrap_layer_options<A: Annotations + ?Sized>(
     })?;
     let public = PublicLayerBlockCipherOptions::from_annotation(pubopts)?;
 
+    if let Some(private) = annotations
+        .annotation(provider::ANNOTATION)
+        .and_then(|value| keys.released.get(value))
+    {
+        return Ok((private.clone(), public));
+    }
     let mut failures: Vec<Error> = Vec::new();
     if let (Some(key), Some(value)) = (
         &keys.coordinator,
@@ -186,12 +197,20 @@ pub fn unwrap_layer_options<A: Annotations + ?Sized>(
             .filter(|k| k.starts_with(ANNOTATION_PREFIX) && k.contains(".keys."))
             .collect();
         let given = format!(
-            "{} JWE key(s){}",
+            "{} JWE key(s){}{}",
             keys.jwe.len(),
             if keys.coordinator.is_some() {
                 " and the coordinator key"
             } else {
                 ""
+            },
+            if keys.released.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({} released layer key(s), none for this layer)",
+                    keys.released.len()
+                )
             }
         );
         return Err(Error::Key(format!(
