@@ -73,6 +73,7 @@ fn main() {
     let keys = DecryptionKeys {
         jwe: vec![private],
         coordinator: None,
+        ..Default::default()
     };
     let full = best_of(3, || {
         decrypt_layer(layer.as_slice(), io::sink(), &enc.annotations, &keys)

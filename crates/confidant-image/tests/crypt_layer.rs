@@ -29,6 +29,7 @@ fn jwe_keys(keys: Vec<PrivateKey>) -> DecryptionKeys {
     DecryptionKeys {
         jwe: keys,
         coordinator: None,
+        ..Default::default()
     }
 }
 
@@ -98,6 +99,7 @@ fn round_trips_for_the_coordinator_alone_and_alongside_jwe_recipients() {
         let keys = DecryptionKeys {
             jwe: vec![],
             coordinator: Some(PrivateKey::from_pem_or_der(coordinator.to_pkcs8_der()).unwrap()),
+            ..Default::default()
         };
         assert_eq!(
             decrypt(&ciphertext, &layer.annotations, &keys).unwrap(),
@@ -185,6 +187,7 @@ fn keys_of_the_wrong_wrapper_are_a_key_error_listing_what_the_layer_has() {
     let other = DecryptionKeys {
         jwe: vec![],
         coordinator: Some(PrivateKey::generate_ec(Curve::P256).unwrap()),
+        ..Default::default()
     };
     let err = decrypt(&ciphertext, &layer.annotations, &other).unwrap_err();
     assert!(
@@ -363,6 +366,7 @@ fn mutated_key_annotations_give_errors_not_panics() {
     let coordinator_keys = DecryptionKeys {
         jwe: vec![],
         coordinator: Some(coordinator),
+        ..Default::default()
     };
     for (annotation, keys) in [
         (jwe::ANNOTATION, &user_keys),

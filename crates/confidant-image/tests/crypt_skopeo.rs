@@ -320,6 +320,7 @@ fn skopeo_encrypts_we_decrypt(keys: &[(PathBuf, PathBuf)]) {
         let keys = DecryptionKeys {
             jwe: vec![key],
             coordinator: None,
+            ..Default::default()
         };
         let mut plain = Vec::new();
         let decrypted =

@@ -211,6 +211,9 @@ fn render_each(
 ) {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // Files keep their last newline as written (YAML `|` blocks end with one; config parsers
+    // such as memcached's password file need it).
+    env.set_keep_trailing_newline(true);
     env.set_fuel(Some(TEMPLATE_FUEL));
     // Templates produce file contents and arguments, not HTML: no escaping.
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);

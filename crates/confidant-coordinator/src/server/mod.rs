@@ -243,18 +243,17 @@ pub fn run(mut config: ServerConfig, on_start: impl FnOnce(&Started)) -> Result<
         .enable_all()
         .build()
         .map_err(|e| err("starting the async runtime")(&e))?;
-    runtime.block_on(serve(api, config, state, on_start))
+    runtime.block_on(serve(api, listener, config, state, on_start))
 }
 
 async fn serve(
     api: Arc<Api<RedbStore>>,
+    listener: std::net::TcpListener,
     config: ServerConfig,
     state: String,
     on_start: impl FnOnce(&Started),
 ) -> Result<(), ServerError> {
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| err(&format!("listening on {}", config.listen))(&e))?;
+    let listener = TcpListener::from_std(listener).map_err(|e| err("listening socket")(&e))?;
     let bound = listener
         .local_addr()
         .map_err(|e| err("local address")(&e))?;
