@@ -133,6 +133,16 @@ pub enum SimCommand {
     Init,
     /// Produce SIMULATION evidence (a JSON envelope) binding report data.
     Quote(SimQuoteArgs),
+    /// Print the config id `confidant run --tee sim` puts in its evidence for an image and a
+    /// workload (for a package's `reference_values.sim.config_ids`).
+    ConfigId {
+        /// The image manifest digest, `sha256:…`.
+        #[arg(long, value_name = "DIGEST")]
+        image_digest: String,
+        /// The workload's name.
+        #[arg(long)]
+        workload: String,
+    },
 }
 
 /// The report data evidence is to carry: given directly, or a nonce and key binding.
@@ -232,6 +242,22 @@ pub fn run(cmd: AttestCommand, home: &Path, format: Format) -> Result<Outcome> {
         AttestCommand::Quote(args) => quote(args, home, format),
         AttestCommand::Sim(SimCommand::Init) => sim_init(home, format),
         AttestCommand::Sim(SimCommand::Quote(args)) => sim_quote(args, home, format),
+        AttestCommand::Sim(SimCommand::ConfigId {
+            image_digest,
+            workload,
+        }) => {
+            let id = confidant_attest::attester::sim::SimAttester::config_id(&[
+                &image_digest,
+                &workload,
+            ]);
+            match format {
+                Format::Json => {
+                    crate::outln!("{}", serde_json::json!({"config_id": hex::encode(id)}))
+                }
+                Format::Human => crate::outln!("{}", hex::encode(id)),
+            }
+            Ok(Outcome::Ok)
+        }
     }
 }
 

@@ -14,6 +14,7 @@ mod image;
 mod manifest;
 mod output;
 mod recover;
+mod run;
 mod secret;
 mod status;
 mod verify;
@@ -77,6 +78,10 @@ enum Command {
     Certificate(status::CertificateCommand),
     /// Send a recovery owner's share to a coordinator in recovery.
     Recover(recover::RecoverArgs),
+    /// Run an unmodified image as a workload: activate with the coordinator, decrypt and unpack
+    /// the image into memory, start the mesh proxy, run the app under an OCI runtime. Exits with
+    /// the app's exit code, or 125 when the app could not be started.
+    Run(run::RunArgs),
 }
 
 /// The outcome of a command, mapped to the exit code.
@@ -85,6 +90,8 @@ pub enum Outcome {
     Ok,
     /// Evidence judged and rejected, or a request refused (exit 1).
     Rejected,
+    /// A workload's exit code (`confidant run`).
+    Exit(u8),
 }
 
 /// Exit code for malformed input or usage errors.
@@ -93,6 +100,14 @@ pub const EXIT_MALFORMED: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let home = home::resolve(cli.home.clone());
+    if matches!(cli.command, Command::Run(_) | Command::Coordinator(_)) {
+        // Long-running commands log what they refuse and why (the mesh, the coordinator's API).
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_max_level(tracing::Level::INFO)
+            .with_target(false)
+            .init();
+    }
     let result = match cli.command {
         Command::Attest(cmd) => attest::run(cmd, &home, cli.output),
         Command::Image(cmd) => image::run(cmd, cli.output),
@@ -103,10 +118,12 @@ fn main() -> ExitCode {
         Command::Secret(cmd) => secret::run(cmd, &home, cli.output),
         Command::Certificate(cmd) => status::certificate(cmd, &home, cli.output),
         Command::Recover(args) => recover::run(args, &home, cli.output),
+        Command::Run(args) => run::run(args, &home, cli.output),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::Rejected) => ExitCode::from(1),
+        Ok(Outcome::Exit(code)) => ExitCode::from(code),
         Err(err) => {
             if !client::print_client_error(&err, cli.output) {
                 output::print_error(&err, cli.output);
@@ -120,6 +137,9 @@ fn main() -> ExitCode {
 /// evidence rejections are reported by the command itself as [`Outcome::Rejected`], and a
 /// coordinator's refusal (4xx) exits 1.
 fn exit_code_for(err: &anyhow::Error) -> u8 {
+    if err.downcast_ref::<run::AgentFailed>().is_some() {
+        return run::EXIT_AGENT_FAILED;
+    }
     if let Some(api) = client::find_api_error(err) {
         return if api.is_refusal() { 1 } else { EXIT_MALFORMED };
     }

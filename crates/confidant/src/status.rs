@@ -69,6 +69,9 @@ pub enum CertificateCommand {
     Root(CertificateArgs),
     /// Print the intermediate CA then the root CA (PEM), as saved by `confidant verify`.
     Chain(CertificateArgs),
+    /// Print the coordinator's image key (PEM public key, asked over the verified connection):
+    /// the recipient of `confidant image encrypt --coordinator-key`.
+    ImageKey(CertificateArgs),
 }
 
 /// Arguments of `certificate root|chain`.
@@ -78,11 +81,26 @@ pub struct CertificateArgs {
     coordinator: CoordinatorArg,
 }
 
-/// Runs a `certificate` subcommand (no network: the saved certificates).
+fn image_key(args: &CertificateArgs, home: &Path, format: Format) -> Result<Outcome> {
+    let (client, _) = client::pinned_client(home, &args.coordinator, None)?;
+    let body = client.get(&format!("{}/image-key", client::API))?.body;
+    let pem = body["public_key"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("the coordinator's image-key answer has no public_key"))?;
+    match format {
+        Format::Json => crate::outln!("{}", serde_json::to_string_pretty(&body)?),
+        Format::Human => crate::outln!("{}", pem.trim_end()),
+    }
+    Ok(Outcome::Ok)
+}
+
+/// Runs a `certificate` subcommand (no network: the saved certificates; `image-key` asks the
+/// verified coordinator).
 pub fn certificate(cmd: CertificateCommand, home: &Path, format: Format) -> Result<Outcome> {
     let (args, chain) = match cmd {
         CertificateCommand::Root(a) => (a, false),
         CertificateCommand::Chain(a) => (a, true),
+        CertificateCommand::ImageKey(a) => return image_key(&a, home, format),
     };
     let address: Address = args.coordinator.address()?;
     let saved = Saved::load(home, &address)?;

@@ -1,0 +1,110 @@
+//! Memory-backed working directories: a tmpfs mounted for one run, so the decrypted image,
+//! the rendered files and the keys' scratch space never reach the host's disk (the host can
+//! still read the memory of a non-TEE machine; in a TEE guest it cannot).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::error::{AgentError, Result};
+
+/// A tmpfs mounted at a directory; unmounted and removed on drop (or by [`MemFs::release`]).
+#[derive(Debug)]
+pub struct MemFs {
+    path: PathBuf,
+    mounted: bool,
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<()> {
+    let out = cmd
+        .output()
+        .map_err(|e| AgentError::Mount(format!("{what}: cannot run {cmd:?}: {e}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(AgentError::Mount(format!(
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+impl MemFs {
+    /// Mounts a fresh tmpfs of at most `size_bytes` at `path` (created; it must not exist),
+    /// mode 0700.
+    pub fn mount(path: &Path, size_bytes: u64) -> Result<MemFs> {
+        std::fs::create_dir_all(
+            path.parent()
+                .ok_or_else(|| AgentError::Mount(format!("{} has no parent", path.display())))?,
+        )
+        .map_err(|e| AgentError::io(format!("creating the parent of {}", path.display()), e))?;
+        std::fs::create_dir(path)
+            .map_err(|e| AgentError::io(format!("creating {}", path.display()), e))?;
+        let mut fs = MemFs {
+            path: path.to_path_buf(),
+            mounted: false,
+        };
+        run(
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o"])
+                .arg(format!("size={size_bytes},mode=0700,nodev"))
+                .arg("confidant")
+                .arg(path),
+            &format!("mounting a tmpfs at {}", path.display()),
+        )?;
+        fs.mounted = true;
+        Ok(fs)
+    }
+
+    /// Where it is mounted.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Unmounts (lazily if busy) and removes the mount point; everything in it is gone.
+    pub fn release(mut self) -> Result<()> {
+        self.unmount()
+    }
+
+    fn unmount(&mut self) -> Result<()> {
+        if self.mounted {
+            // Nested mounts (the container's) go first; -R unmounts the whole tree.
+            let r = run(
+                Command::new("umount").arg("-R").arg(&self.path),
+                &format!("unmounting {}", self.path.display()),
+            )
+            .or_else(|_| {
+                run(
+                    Command::new("umount").arg("-R").arg("-l").arg(&self.path),
+                    &format!("lazily unmounting {}", self.path.display()),
+                )
+            });
+            r?;
+            self.mounted = false;
+        }
+        match std::fs::remove_dir(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(AgentError::io(
+                format!("removing {}", self.path.display()),
+                e,
+            )),
+        }
+    }
+}
+
+impl Drop for MemFs {
+    fn drop(&mut self) {
+        let _ = self.unmount();
+    }
+}
+
+/// Whether `path` is a mount point (per /proc/self/mountinfo).
+pub fn is_mounted(path: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = path.to_string_lossy();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|mp| mp == want)
+}

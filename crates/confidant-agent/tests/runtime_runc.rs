@@ -1,0 +1,573 @@
+//! The runtime module against a real runc and a busybox-static rootfs.
+//!
+//! Every test skips (prints why, passes) when not run as root or when runc is missing; a missing
+//! busybox (package busybox-static) fails them. After every test the runc state directory lists
+//! no container.
+
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use confidant_agent::runtime::{
+    BindMount, BundleSpec, ContainerExit, ContainerState, Network, RunError, RunOptions, Runtime,
+    User,
+};
+
+const APPLETS: &[&str] = &[
+    "sh", "echo", "cat", "sleep", "id", "grep", "unshare", "mknod", "wc", "head", "touch", "pwd",
+    "hostname", "true", "ls", "swapoff", "readlink",
+];
+
+/// The env var that turns [`signal_forwarding_child`] from a no-op into the child half of
+/// [`sigterm_to_the_agent_is_forwarded_to_the_container`].
+const CHILD_DIR_VAR: &str = "CONFIDANT_TEST_SIGNAL_CHILD_DIR";
+
+fn runc() -> Option<PathBuf> {
+    [
+        "/usr/sbin/runc",
+        "/usr/bin/runc",
+        "/usr/local/sbin/runc",
+        "/usr/local/bin/runc",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file())
+}
+
+fn busybox() -> Option<PathBuf> {
+    ["/bin/busybox", "/usr/bin/busybox"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+/// `None` (after printing why) when the tests cannot run here.
+fn prerequisites(test: &str) -> Option<(PathBuf, PathBuf)> {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIP {test}: not root (runc needs root to create namespaces and mounts)");
+        return None;
+    }
+    let Some(runc) = runc() else {
+        eprintln!("SKIP {test}: runc not found");
+        return None;
+    };
+    // runc and root are what these tests need from the machine; busybox is part of the fixture.
+    let Some(busybox) = busybox() else {
+        panic!("{test}: /bin/busybox not found: install busybox-static (the tests' rootfs)");
+    };
+    Some((runc, busybox))
+}
+
+/// Builds a busybox rootfs at `rootfs` (created, mode 0755).
+fn make_rootfs(busybox: &Path, rootfs: &Path) {
+    fs::create_dir_all(rootfs.join("bin")).unwrap();
+    for dir in ["tmp", "work", "etc"] {
+        fs::create_dir_all(rootfs.join(dir)).unwrap();
+    }
+    fs::copy(busybox, rootfs.join("bin/busybox")).unwrap();
+    fs::set_permissions(
+        rootfs.join("bin/busybox"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    for applet in APPLETS {
+        symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+    }
+    fs::set_permissions(rootfs, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(rootfs.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
+    fs::set_permissions(rootfs.join("work"), fs::Permissions::from_mode(0o777)).unwrap();
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    rootfs: PathBuf,
+    runtime: Runtime,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl Fixture {
+    fn new(test: &str) -> Option<Self> {
+        let (runc, busybox) = prerequisites(test)?;
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path().join("rootfs");
+        make_rootfs(&busybox, &rootfs);
+        let runtime = Runtime::with_state_in(runc, dir.path()).unwrap();
+        Some(Self {
+            dir,
+            rootfs,
+            runtime,
+        })
+    }
+
+    fn spec(&self, script: &str) -> BundleSpec {
+        BundleSpec::new(&self.rootfs, vec!["sh".into(), "-c".into(), script.into()])
+    }
+
+    fn id(&self, name: &str) -> String {
+        format!(
+            "{name}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// Runs `spec` from a bundle the runner owns; returns the exit and captured output, and
+    /// checks that the bundle directory is gone and no container is left.
+    fn run(
+        &self,
+        name: &str,
+        spec: &BundleSpec,
+    ) -> Result<(ContainerExit, String, String), RunError> {
+        let out_path = self.dir.path().join(format!("{name}.out"));
+        let err_path = self.dir.path().join(format!("{name}.err"));
+        let bundle = spec.write_temp(self.dir.path()).unwrap();
+        let bundle_dir = bundle.path().to_owned();
+        let result = self.runtime.run_bundle(
+            bundle,
+            &self.id(name),
+            RunOptions::new()
+                .stdout(fs::File::create(&out_path).unwrap())
+                .stderr(fs::File::create(&err_path).unwrap()),
+        );
+        assert!(!bundle_dir.exists(), "bundle {bundle_dir:?} left behind");
+        self.assert_no_containers();
+        let out = fs::read_to_string(&out_path).unwrap();
+        let err = fs::read_to_string(&err_path).unwrap();
+        result.map(|exit| (exit, out, err))
+    }
+
+    fn run_ok(&self, name: &str, spec: &BundleSpec) -> (ContainerExit, String, String) {
+        match self.run(name, spec) {
+            Ok(r) => r,
+            Err(e) => panic!("{name}: {e}"),
+        }
+    }
+
+    fn assert_no_containers(&self) {
+        let left = self.runtime.list().unwrap();
+        assert!(left.is_empty(), "containers left: {left:?}");
+        // The same check through runc's own table output.
+        let output = Command::new(self.runtime.binary())
+            .arg("--root")
+            .arg(self.runtime.state_root())
+            .arg("list")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(text.lines().count(), 1, "runc list: {text}");
+    }
+}
+
+#[test]
+fn echo_hello_is_captured() {
+    let Some(f) = Fixture::new("echo_hello_is_captured") else {
+        return;
+    };
+    let spec = BundleSpec::new(&f.rootfs, vec!["echo".into(), "hello".into()]);
+    let (exit, out, err) = f.run_ok("echo", &spec);
+    assert!(exit.success(), "{exit:?} {err}");
+    assert_eq!(out, "hello\n");
+}
+
+#[test]
+fn exit_code_passes_through() {
+    let Some(f) = Fixture::new("exit_code_passes_through") else {
+        return;
+    };
+    let (exit, _, err) = f.run_ok("exit7", &f.spec("exit 7"));
+    assert_eq!(exit.code(), 7, "{err}");
+    assert_eq!(exit.signal(), None);
+}
+
+#[test]
+fn capabilities_are_dockers_default_set() {
+    let Some(f) = Fixture::new("capabilities_are_dockers_default_set") else {
+        return;
+    };
+    let (exit, out, err) = f.run_ok("caps", &f.spec("cat /proc/self/status"));
+    assert!(exit.success(), "{err}");
+    for line in [
+        "CapEff:\t00000000a80425fb",
+        "CapPrm:\t00000000a80425fb",
+        "CapBnd:\t00000000a80425fb",
+        "CapInh:\t0000000000000000",
+        "CapAmb:\t0000000000000000",
+        "NoNewPrivs:\t1",
+    ] {
+        assert!(out.lines().any(|l| l == line), "missing {line:?} in\n{out}");
+    }
+}
+
+#[test]
+fn seccomp_filter_is_installed_and_refuses_calls() {
+    let Some(f) = Fixture::new("seccomp_filter_is_installed_and_refuses_calls") else {
+        return;
+    };
+    let (exit, out, err) = f.run_ok("seccomp", &f.spec("grep Seccomp: /proc/self/status"));
+    assert!(exit.success(), "{err}");
+    assert!(out.lines().any(|l| l == "Seccomp:\t2"), "{out}");
+
+    // unshare(CLONE_NEWUSER) needs no capability (the host allows unprivileged user
+    // namespaces), so its refusal is the seccomp filter's doing.
+    let (exit, _, err) = f.run_ok("unshare", &f.spec("unshare -U true"));
+    assert_ne!(exit.code(), 0, "unshare -U succeeded");
+    assert!(err.contains("Operation not permitted"), "{err}");
+
+    // swapoff: refused by seccomp (and by the missing CAP_SYS_ADMIN).
+    let (exit, _, _) = f.run_ok("swapoff", &f.spec("swapoff /dev/null"));
+    assert_ne!(exit.code(), 0, "swapoff succeeded");
+}
+
+#[test]
+fn masked_readonly_paths_and_devices() {
+    let Some(f) = Fixture::new("masked_readonly_paths_and_devices") else {
+        return;
+    };
+    let (exit, out, err) = f.run_ok("kcore", &f.spec("cat /proc/kcore | wc -c"));
+    assert!(exit.success(), "{err}");
+    assert_eq!(out.trim(), "0", "/proc/kcore is not empty");
+
+    let (exit, _, err) = f.run_ok(
+        "procsys",
+        &f.spec("echo 1 > /proc/sys/vm/drop_caches && echo wrote"),
+    );
+    assert_ne!(exit.code(), 0, "wrote to /proc/sys: {err}");
+    assert!(err.contains("Read-only file system"), "{err}");
+
+    // CAP_MKNOD allows creating a node for the host's root disk; the devices cgroup refuses
+    // opening it (no capability is needed to open a block device, so this is the cgroup).
+    let dev = std::os::unix::fs::MetadataExt::dev(&fs::metadata("/").unwrap());
+    let (major, minor) = (rustix::fs::major(dev), rustix::fs::minor(dev));
+    if major == 0 {
+        eprintln!("the root file system has no block device ({major}:{minor}); not checked");
+        return;
+    }
+    let (exit, out, err) = f.run_ok(
+        "blockdev",
+        &f.spec(&format!(
+            "mknod /tmp/disk b {major} {minor} && echo made; head -c 1 /tmp/disk | wc -c"
+        )),
+    );
+    assert!(exit.success(), "{err}");
+    assert_eq!(
+        out, "made\n0\n",
+        "read the host disk ({major}:{minor}): {err}"
+    );
+    assert!(err.contains("Operation not permitted"), "{err}");
+}
+
+#[test]
+fn env_cwd_user_and_hostname() {
+    let Some(f) = Fixture::new("env_cwd_user_and_hostname") else {
+        return;
+    };
+    let mut spec = f.spec(
+        "echo \"$GREETING\"; pwd; id -u; id -g; id -G; hostname; grep CapEff /proc/self/status",
+    );
+    spec.env = vec!["GREETING=hi there".into()];
+    spec.cwd = "/work".into();
+    spec.user = User {
+        uid: 1000,
+        gid: 1000,
+        additional_gids: vec![2000],
+    };
+    spec.hostname = Some("confidant-app".into());
+    let (exit, out, err) = f.run_ok("user", &spec);
+    assert!(exit.success(), "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "hi there",
+            "/work",
+            "1000",
+            "1000",
+            "1000 2000",
+            "confidant-app",
+            // A non-root user keeps no effective capability (nothing inheritable or ambient).
+            "CapEff:\t0000000000000000",
+        ],
+        "{err}"
+    );
+}
+
+#[test]
+fn read_only_bind_mount_and_read_only_rootfs() {
+    let Some(f) = Fixture::new("read_only_bind_mount_and_read_only_rootfs") else {
+        return;
+    };
+    let data = f.dir.path().join("data");
+    fs::create_dir(&data).unwrap();
+    fs::write(data.join("config"), "rendered\n").unwrap();
+    let scratch = f.dir.path().join("scratch");
+    fs::create_dir(&scratch).unwrap();
+
+    let mut spec = f.spec(
+        "cat /data/config; \
+         if touch /data/new 2>/dev/null; then echo data-writable; else echo data-ro; fi; \
+         if touch /x 2>/dev/null; then echo root-writable; else echo root-ro; fi; \
+         touch /scratch/ok && echo scratch-rw",
+    );
+    spec.readonly_rootfs = true;
+    spec.mounts = vec![
+        BindMount::new(&data, "/data", true),
+        BindMount::new(&scratch, "/scratch", false),
+    ];
+    let (exit, out, err) = f.run_ok("binds", &spec);
+    assert!(exit.success(), "{err}");
+    assert_eq!(out, "rendered\ndata-ro\nroot-ro\nscratch-rw\n", "{err}");
+    assert!(scratch.join("ok").exists());
+    assert!(!data.join("new").exists());
+}
+
+#[test]
+fn network_host_and_none() {
+    let Some(f) = Fixture::new("network_host_and_none") else {
+        return;
+    };
+    let script = "readlink /proc/self/ns/net; grep -c : /proc/net/dev; grep -q ' lo:' /proc/net/dev && echo has-lo";
+    let host_netns = fs::read_link("/proc/self/ns/net").unwrap();
+    let host_netns = host_netns.to_string_lossy();
+
+    let (exit, out, err) = f.run_ok("net-host", &f.spec(script));
+    assert!(exit.success(), "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines.first().copied(),
+        Some(&*host_netns),
+        "not the host's netns: {out}"
+    );
+
+    let mut spec = f.spec(script);
+    spec.network = Network::None;
+    let (exit, out, err) = f.run_ok("net-none", &spec);
+    assert!(exit.success(), "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert_ne!(lines[0], &*host_netns, "shares the host's netns");
+    assert_eq!(&lines[1..], ["1", "has-lo"], "only loopback expected");
+}
+
+#[test]
+fn cgroups_path_is_applied() {
+    let Some(f) = Fixture::new("cgroups_path_is_applied") else {
+        return;
+    };
+    let name = f.id("confidant-cg");
+    let mut spec = f.spec("cat /proc/self/cgroup");
+    spec.cgroups_path = Some(PathBuf::from(&name));
+    let (exit, out, err) = f.run_ok("cgroup", &spec);
+    assert!(exit.success(), "{err}");
+    assert!(out.contains(&format!("/{name}")), "{out}");
+}
+
+#[test]
+fn runtime_failure_is_an_error_and_cleaned_up() {
+    let Some(f) = Fixture::new("runtime_failure_is_an_error_and_cleaned_up") else {
+        return;
+    };
+    let spec = BundleSpec::new(&f.rootfs, vec!["/no/such/program".into()]);
+    match f.run("missing-program", &spec) {
+        Err(RunError::Runtime { message, .. }) => {
+            assert!(message.contains("/no/such/program"), "{message}")
+        }
+        other => panic!("expected RunError::Runtime, found {other:?}"),
+    }
+}
+
+#[test]
+fn kill_stops_a_running_container() {
+    let Some(f) = Fixture::new("kill_stops_a_running_container") else {
+        return;
+    };
+    let id = f.id("kill");
+    let bundle = f.spec("sleep 60").write_temp(f.dir.path()).unwrap();
+    let exit = std::thread::scope(|scope| {
+        let runner = scope.spawn(|| {
+            f.runtime
+                .run(bundle.path(), &id, RunOptions::new().forward_signals(false))
+        });
+        // Kill only once it runs: a container killed between create and start makes runc
+        // report "container process is already dead" (a runtime error, not an exit code).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match f.runtime.state(&id) {
+                Ok(state) if *state.status() == ContainerState::Running => break,
+                Ok(_) | Err(RunError::NotFound { .. }) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                other => panic!("container never ran: {other:?}"),
+            }
+        }
+        // The id is taken while it runs: a second run is refused and deletes nothing.
+        let second = f.spec("true").write_temp(f.dir.path()).unwrap();
+        assert!(matches!(
+            f.runtime.run(second.path(), &id, RunOptions::new()),
+            Err(RunError::IdInUse { .. })
+        ));
+        let other = Runtime::new(f.runtime.binary(), f.runtime.state_root());
+        assert!(matches!(
+            other.run(second.path(), &id, RunOptions::new()),
+            Err(RunError::IdInUse { .. })
+        ));
+        assert!(matches!(
+            f.runtime.state(&id).map(|s| *s.status()),
+            Ok(ContainerState::Running)
+        ));
+        f.runtime.kill(&id, 9).unwrap();
+        runner.join().unwrap()
+    });
+    let exit = exit.unwrap();
+    assert_eq!(exit.code(), 137);
+    assert_eq!(exit.signal(), Some(9));
+    assert!(matches!(
+        f.runtime.kill(&id, 15),
+        Err(RunError::NotFound { .. })
+    ));
+    f.assert_no_containers();
+    // `run` leaves a bundle it does not own alone.
+    assert!(bundle.path().join("config.json").exists());
+}
+
+struct TmpfsMount(PathBuf);
+
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn rootfs_on_a_tmpfs() {
+    let Some(f) = Fixture::new("rootfs_on_a_tmpfs") else {
+        return;
+    };
+    let Some((_, busybox)) = prerequisites("rootfs_on_a_tmpfs") else {
+        return;
+    };
+    let mnt = f.dir.path().join("mem");
+    fs::create_dir(&mnt).unwrap();
+    let status = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16m,mode=0755", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(status.success(), "mount -t tmpfs failed ({status})");
+    let _mounted = TmpfsMount(mnt.clone());
+    let rootfs = mnt.join("rootfs");
+    make_rootfs(&busybox, &rootfs);
+    let spec = BundleSpec::new(
+        &rootfs,
+        vec![
+            "sh".into(),
+            "-c".into(),
+            "echo from-tmpfs; grep -c . /proc/self/mountinfo >/dev/null".into(),
+        ],
+    );
+    // pivot_root works on a tmpfs: no --no-pivot.
+    let (exit, out, err) = f.run_ok("tmpfs", &spec);
+    assert!(exit.success(), "{err}");
+    assert_eq!(out, "from-tmpfs\n");
+}
+
+/// The child half of the signal test: a no-op unless [`CHILD_DIR_VAR`] is set. Runs a container
+/// that traps SIGTERM and exits 42, and records the runner's result.
+#[test]
+fn signal_forwarding_child() {
+    let Some(dir) = std::env::var_os(CHILD_DIR_VAR).map(PathBuf::from) else {
+        return;
+    };
+    let (runc, busybox) = prerequisites("signal_forwarding_child").unwrap();
+    let rootfs = dir.join("rootfs");
+    make_rootfs(&busybox, &rootfs);
+    let shared = dir.join("shared");
+    fs::create_dir_all(&shared).unwrap();
+    let mut spec = BundleSpec::new(
+        &rootfs,
+        vec![
+            "sh".into(),
+            "-c".into(),
+            "trap 'echo got-term; exit 42' TERM; sleep 60 & touch /shared/ready; wait".into(),
+        ],
+    );
+    spec.mounts.push(BindMount::new(&shared, "/shared", false));
+    let runtime = Runtime::new(runc, dir.join("state"));
+    let bundle = spec.write_temp(&dir).unwrap();
+    let result = runtime.run_bundle(bundle, "signal-child", RunOptions::new());
+    let text = match &result {
+        Ok(exit) => format!("{}", exit.code()),
+        Err(e) => format!("error: {e}"),
+    };
+    fs::write(dir.join("result"), text).unwrap();
+}
+
+#[test]
+fn sigterm_to_the_agent_is_forwarded_to_the_container() {
+    let Some((runc, _)) = prerequisites("sigterm_to_the_agent_is_forwarded_to_the_container")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = fs::File::create(dir.path().join("child.out")).unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "signal_forwarding_child",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(CHILD_DIR_VAR, dir.path())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let ready = dir.path().join("shared/ready");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready.exists() {
+        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = fs::read_to_string(dir.path().join("child.out")).unwrap_or_default();
+            panic!("the container never became ready:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SIGTERM to the agent (the child test process), not to runc or the container.
+    let pid = rustix::process::Pid::from_child(&child);
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the agent did not finish after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = fs::read_to_string(dir.path().join("child.out")).unwrap_or_default();
+    assert!(status.success(), "child test failed ({status}):\n{log}");
+    let result = fs::read_to_string(dir.path().join("result")).unwrap_or_default();
+    assert_eq!(
+        result, "42",
+        "container exit after forwarded SIGTERM; child log:\n{log}"
+    );
+    assert!(log.contains("got-term"), "{log}");
+    let left = Runtime::new(runc, dir.path().join("state")).list().unwrap();
+    assert!(left.is_empty(), "containers left: {left:?}");
+    assert!(
+        !fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .any(|e| e.file_name().to_string_lossy().starts_with("bundle-")),
+        "bundle directory left behind"
+    );
+}
