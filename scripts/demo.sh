@@ -1,156 +1,101 @@
 #!/usr/bin/env bash
-# The demo: attestation (a SIMULATION platform, evidence bound to a nonce and a key, a verdict
-# against reference values, a rejection with its reason, the real hardware samples), then the
-# coordinator: verified by a client, given a manifest, activating a workload that proves what it
-# runs, refusing one that does not.
+# The demo: an unmodified Redis from an encrypted image, run attested, reached over mutual TLS.
+# A coordinator starts; a client verifies it; the image is built from Debian's redis-server and
+# encrypted for the coordinator; a manifest says what may run; a tampered image is refused; the
+# real one runs with its password from the coordinator; SET and GET go through the mesh; then
+# everything is torn down. Ends with real SGX, TDX and SEV-SNP evidence verified offline.
+# SIMULATION: this machine has no TEE; the coordinator's and the workload's evidence is signed
+# by a software key, and the isolation is a runc container on the host kernel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BIN=${CONFIDANT_BIN:-target/release/confidant}
+BIN=$(realpath "${CONFIDANT_BIN:-target/release/confidant}")
 T=testdata/attestation
-WORK=$(mktemp -d)
-COORD_PID=""
+WORK=$(mktemp -d /tmp/confidant-demo.XXXXXX)
+export CONFIDANT_HOME="$WORK/home"
+COORD_PID="" RUN_PID=""
 cleanup() {
+  if [ -n "$RUN_PID" ]; then kill -TERM "$RUN_PID" 2>/dev/null || true; wait "$RUN_PID" 2>/dev/null || true; fi
   if [ -n "$COORD_PID" ]; then kill "$COORD_PID" 2>/dev/null || true; wait "$COORD_PID" 2>/dev/null || true; fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-export CONFIDANT_HOME="$WORK/home"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
-# Runs a command that must exit with the given code.
 expect() { local want=$1; shift; printf '$ %s\n' "$*"; set +e; "$@"; local got=$?; set -e
   if [ "$got" != "$want" ]; then echo "demo: expected exit $want, got $got" >&2; exit 1; fi
   echo "(exit $got, as expected)"; }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-step "1. Create a SIMULATION platform (a software key standing in for TEE hardware)"
-run "$BIN" attest sim init
-
-step "2. A workload key and a fresh nonce from the verifier"
-openssl genpkey -algorithm ed25519 -out "$WORK/workload.key" 2>/dev/null
-openssl pkey -in "$WORK/workload.key" -pubout -out "$WORK/workload.pub"
-NONCE=$(openssl rand -hex 32)
-echo "nonce: $NONCE"
-
-step "3. The workload produces evidence binding the nonce and its public key"
-echo "launched workload: $BIN (its SHA-384 is the measurement)"
-run "$BIN" attest sim quote --nonce "$NONCE" --public-key "$WORK/workload.pub" \
-  --launch "$BIN" --product-id 1 --svn 2 --out "$WORK/evidence.json"
-run "$BIN" attest inspect "$WORK/evidence.json"
-
-step "4. Reference values: the expected measurement, product and minimum SVN"
-MEASUREMENT=$(sha384sum "$BIN" | cut -d' ' -f1)
-cat > "$WORK/reference.yaml" <<YAML
-tee: sim
-measurements: ["$MEASUREMENT"]
-product_id: 1
-min_svn: 2
-YAML
-cat "$WORK/reference.yaml"
-
-step "5. Verify: signature, platform key, reference values and the nonce/key binding"
-expect 0 "$BIN" attest verify "$WORK/evidence.json" --allow-simulation \
-  --reference-values "$WORK/reference.yaml" --nonce "$NONCE" --public-key "$WORK/workload.pub"
-
-step "6. A replay: the same evidence against a new nonce is rejected, and says why"
-expect 1 "$BIN" attest verify "$WORK/evidence.json" --allow-simulation \
-  --reference-values "$WORK/reference.yaml" --nonce "$(openssl rand -hex 32)" --public-key "$WORK/workload.pub"
-
-step "7. Simulation evidence is never accepted silently: without --allow-simulation it is refused"
-expect 1 "$BIN" attest verify "$WORK/evidence.json"
-
-step "8. Real Intel SGX DCAP quote (collateral verified offline as of a time inside its window)"
-expect 0 "$BIN" attest verify "$T/sgx/quote.bin" --collateral "$T/sgx/collateral.json" --at 2025-06-19T12:00:00Z
-
-step "9. Real Intel TDX quote"
-expect 0 "$BIN" attest verify "$T/tdx/quote.bin" --collateral "$T/tdx/collateral.json" --at 2025-06-19T12:00:00Z
-
-step "10. Real TDX quote from an out-of-date platform: rejected"
-expect 1 "$BIN" attest verify "$T/tdx/quote_outdated.bin" --collateral "$T/tdx/collateral_outdated.json" --at 2026-03-01T00:00:00Z
-
-step "11. Real AMD SEV-SNP report (Milan), VCEK chained to the built-in AMD roots"
-expect 0 "$BIN" attest verify "$T/snp/report_milan.hex" --vcek "$T/snp/vcek_milan.der"
-
-step "12. Start the coordinator (SIMULATION TEE: its evidence and sealing key come from the platform key)"
+step "1. Start the coordinator (SIMULATION TEE: no TEE hardware on this machine)"
+"$BIN" attest sim init >/dev/null
 "$BIN" coordinator run --listen 127.0.0.1:0 --no-metrics >"$WORK/coordinator.out" 2>"$WORK/coordinator.log" &
 COORD_PID=$!
-for _ in $(seq 100); do grep -q https:// "$WORK/coordinator.out" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 200); do grep -q https:// "$WORK/coordinator.out" 2>/dev/null && break; sleep 0.05; done
 cat "$WORK/coordinator.out"
-ADDR=$(grep -o 'https://[^ ]*' "$WORK/coordinator.out" | head -1 | sed 's|https://||')
-PORT=${ADDR##*:}
+ADDR=$(grep -o 'https://[^ ]*' "$WORK/coordinator.out" | sed 's|https://||')
 
-step "13. A client verifies the coordinator: evidence bound to a fresh nonce and the root CA, measurement = the confidant binary"
+step "2. Verify it: its evidence binds our nonce and its root CA; its measurement is the confidant binary"
+MEASUREMENT=$(sha384sum "$BIN" | cut -d' ' -f1)
 printf '{"measurements": ["%s"]}\n' "$MEASUREMENT" >"$WORK/coordinator-ref.json"
-printf '{"measurements": ["%s"]}\n' "$(printf other | sha384sum | cut -d' ' -f1)" >"$WORK/wrong-ref.json"
-expect 1 "$BIN" verify --coordinator "$ADDR" --reference-values "$WORK/wrong-ref.json"
-expect 0 "$BIN" verify --coordinator "$ADDR" --reference-values "$WORK/coordinator-ref.json"
-"$BIN" certificate root --coordinator "$ADDR" >"$WORK/root.pem"
+run "$BIN" verify --coordinator "$ADDR" --reference-values "$WORK/coordinator-ref.json"
 
-step "14. The manifest: a package (the measurement the workload must show), a workload, secrets, a user"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj /CN=alice \
-  -keyout "$WORK/alice.key" -out "$WORK/alice.crt" 2>/dev/null
-cat >"$WORK/manifest.yaml" <<YAML
-apiVersion: confidant/v1
-packages:
-  web:
-    tee: sim
-    reference_values: {measurements: ["$MEASUREMENT"], min_svn: 2}
-workloads:
-  web:
-    package: web
-    files:
-      /etc/web/db.conf: "password={{ db_password.value }}"
-      /etc/web/ca.pem: "{{ confidant.root_ca }}"
-    env: {SESSION_KEY: "{{ session_key.hex }}"}
-secrets:
-  session_key: {type: symmetric-key, size: 256}
-  db_password: {type: plain}
-users:
-  alice:
-    certificate: |
-$(sed 's/^/      /' "$WORK/alice.crt")
-roles:
-  ops:
-    users: [alice]
-    rules: [{resource: secrets, names: [db_password], actions: [write]}, {resource: manifest, actions: [update]}]
-config:
-  allow_simulation: true
-YAML
-sed -n '1,17p' "$WORK/manifest.yaml"; echo "  ..."
+step "3. Build Redis's image from Debian's redis-server (unmodified) and encrypt it for the coordinator"
+examples/redis/build-image.sh "$WORK/plain" >/dev/null
+"$BIN" certificate image-key --coordinator "$ADDR" >"$WORK/image-key.pem"
+run "$BIN" image encrypt --coordinator-key "$WORK/image-key.pem" oci:"$WORK/plain":latest oci:"$WORK/redis":latest
+rm -rf "$WORK/plain"
+IMAGE_DIGEST=$("$BIN" -o json image inspect oci:"$WORK/redis":latest | jq -r .digest)
+
+step "4. The manifest: which code may run (measurement + config id), which image, Redis's config with a generated password"
+CONFIG_ID=$("$BIN" attest sim config-id --image-digest "$IMAGE_DIGEST" --workload redis)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj /CN=ops \
+  -keyout "$WORK/ops.key" -out "$WORK/ops.crt" 2>/dev/null
+OPS_CERT=$(sed 's/^/      /' "$WORK/ops.crt")
+export MEASUREMENT CONFIG_ID IMAGE_DIGEST OPS_CERT
+envsubst <examples/redis/manifest.yaml >"$WORK/manifest.yaml"
+sed -n '/^workloads:/,/^secrets:/p' "$WORK/manifest.yaml" | sed '$d'
 run "$BIN" manifest set --coordinator "$ADDR" "$WORK/manifest.yaml"
-run "$BIN" secret set --coordinator "$ADDR" --cert "$WORK/alice.crt" --key "$WORK/alice.key" db_password --value 'correct horse battery staple'
-echo "without alice's certificate, the same write is refused:"
-expect 1 "$BIN" secret set --coordinator "$ADDR" db_password --value nope
 
-step "15. A workload activates: a key and CSR, a nonce from the coordinator, evidence binding both"
-# TLS to the coordinator is pinned to the root CA the client just verified.
-api() { curl -sS --cacert "$WORK/root.pem" --resolve "localhost:$PORT:127.0.0.1" "https://localhost:$PORT/api/v1/$1" "${@:2}"; }
-openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=web \
-  -keyout "$WORK/web.key" -out "$WORK/web.csr" 2>/dev/null
-openssl req -in "$WORK/web.csr" -pubkey -noout >"$WORK/web.pub"
-activate() { # activate LAUNCHED_FILE OUT
-  local nonce
-  nonce=$(api nonce -X POST | jq -r .nonce)
-  "$BIN" attest sim quote --nonce "$nonce" --public-key "$WORK/web.pub" --launch "$1" \
-    --product-id 1 --svn 2 --out "$WORK/ev.json" >/dev/null
-  jq -n --arg nonce "$nonce" --rawfile csr "$WORK/web.csr" --slurpfile ev "$WORK/ev.json" \
-    '{workload: "web", nonce: $nonce, csr: $csr, evidence: $ev[0]}' >"$WORK/activate.json"
-  api activate -H 'Content-Type: application/json' --data-binary @"$WORK/activate.json" -o "$2" -w '%{http_code}'
-}
-code=$(activate "$BIN" "$WORK/activation.json")
-echo "HTTP $code"
-jq '{activation, simulation, files: .parameters.files | map_values(.[0:60]), env: .parameters.env}' "$WORK/activation.json"
-jq -r .certificate "$WORK/activation.json" >"$WORK/web.crt"
-"$BIN" certificate chain --coordinator "$ADDR" >"$WORK/chain.pem"
-run openssl verify -CAfile "$WORK/root.pem" -untrusted "$WORK/chain.pem" "$WORK/web.crt"
+step "5. A tampered image is refused before anything runs, and nothing is left behind"
+cp -r "$WORK/redis" "$WORK/tampered"
+LAYER=$(ls -S "$WORK/tampered/blobs/sha256" | head -1)
+printf '\x00' | dd of="$WORK/tampered/blobs/sha256/$LAYER" bs=1 seek=4096 conv=notrunc status=none
+expect 125 "$BIN" run --coordinator "$ADDR" --workload redis --tee sim oci:"$WORK/tampered":latest
+mount | grep -q /run/confidant/ && { echo "demo: a mount was left" >&2; exit 1; } || echo "no mounts left under /run/confidant"
 
-step "16. A workload that runs something else (another measurement) gets nothing, and is told why"
-printf 'tampered' >"$WORK/tampered"
-code=$(activate "$WORK/tampered" "$WORK/refused.json")
-echo "HTTP $code"
-jq .error "$WORK/refused.json"
-[ "$code" = 422 ] || { echo "demo: expected 422, got $code" >&2; exit 1; }
+step "6. Run Redis: attest, receive keys and config, decrypt into memory, start the mTLS mesh, runc"
+"$BIN" run --coordinator "$ADDR" --workload redis --tee sim oci:"$WORK/redis":latest >"$WORK/run.out" 2>"$WORK/run.err" &
+RUN_PID=$!
+for _ in $(seq 300); do port_open 6380 && break; kill -0 "$RUN_PID" 2>/dev/null || break; sleep 0.1; done
+grep '^confidant run' "$WORK/run.err"
+
+step "7. SET and GET through the mesh: a client certificate and the password, both from the coordinator"
+sec() { "$BIN" -o json secret get --coordinator "$ADDR" --cert "$WORK/ops.crt" --key "$WORK/ops.key" "$1"; }
+sec redis_client | jq -r .cert >"$WORK/client.crt"
+sec redis_client | jq -r .key >"$WORK/client.key"
+PASSWORD=$(sec redis_password | jq -r .value | base64 -d | od -An -tx1 | tr -d ' \n')
+"$BIN" certificate root --coordinator "$ADDR" >"$WORK/root.pem"
+cli() { redis-cli --tls --cacert "$WORK/root.pem" --cert "$WORK/client.crt" --key "$WORK/client.key" \
+  -h 127.0.0.1 -p 6380 --no-auth-warning -a "$PASSWORD" "$@"; }
+echo '$ redis-cli --tls --cert client.crt … -p 6380 SET greeting "hello from an encrypted image"'
+cli SET greeting "hello from an encrypted image"
+echo '$ redis-cli --tls --cert client.crt … -p 6380 GET greeting'
+cli GET greeting
+echo "without a client certificate the mesh refuses:"
+redis-cli --tls --cacert "$WORK/root.pem" -h 127.0.0.1 -p 6380 PING 2>&1 | head -1 || true
+
+step "8. Stop: the app exits, the mesh stops, the tmpfs with the decrypted image is unmounted"
+kill -TERM "$RUN_PID"; wait "$RUN_PID" || true; RUN_PID=""
+tail -1 "$WORK/run.err"
+mount | grep -q /run/confidant/ && { echo "demo: a mount was left" >&2; exit 1; } || echo "no mounts left under /run/confidant"
 run "$BIN" status --coordinator "$ADDR"
+
+step "9. The hardware paths, on real evidence captured from hardware (verified offline)"
+hw() { printf '$ confidant attest verify %s\n' "${*:1:1}"; "$BIN" attest verify "$@" | grep -E '^  (tee|measurement|tcb_status) |^verdict'; }
+hw "$T/sgx/quote.bin" --collateral "$T/sgx/collateral.json" --at 2025-06-19T12:00:00Z
+hw "$T/tdx/quote.bin" --collateral "$T/tdx/collateral.json" --at 2025-06-19T12:00:00Z
+hw "$T/snp/report_milan.hex" --vcek "$T/snp/vcek_milan.der"
 
 printf '\n\033[1mDemo complete.\033[0m Simulation steps prove the protocol, not hardware isolation.\n'

@@ -5,7 +5,7 @@
 #   examples/redis/try.sh            (CONFIDANT_BIN=path/to/confidant to choose the binary)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-B=${CONFIDANT_BIN:-$here/../../target/release/confidant}
+B=${CONFIDANT_BIN:-$here/../../target/debug/confidant}
 W=$(mktemp -d /tmp/confidant-redis.XXXXXX)
 export CONFIDANT_HOME=$W/home
 CPID="" RPID=""
