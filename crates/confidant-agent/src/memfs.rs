@@ -43,14 +43,22 @@ impl MemFs {
             path: path.to_path_buf(),
             mounted: false,
         };
-        run(
-            Command::new("mount")
-                .args(["-t", "tmpfs", "-o"])
-                .arg(format!("size={size_bytes},mode=0700,nodev"))
-                .arg("confidant")
-                .arg(path),
-            &format!("mounting a tmpfs at {}", path.display()),
-        )?;
+        // mount(2) through rustix (no `mount` process: ~20 ms less per start).
+        let data = std::ffi::CString::new(format!("size={size_bytes},mode=0700"))
+            .map_err(|e| AgentError::Mount(format!("tmpfs options: {e}")))?;
+        rustix::mount::mount(
+            "confidant",
+            path,
+            "tmpfs",
+            rustix::mount::MountFlags::NODEV | rustix::mount::MountFlags::NOSUID,
+            Some(data.as_c_str()),
+        )
+        .map_err(|e| {
+            AgentError::Mount(format!(
+                "mounting a tmpfs at {}: {e} (the agent must run as root)",
+                path.display()
+            ))
+        })?;
         fs.mounted = true;
         Ok(fs)
     }

@@ -151,6 +151,10 @@ fn agent(args: RunArgs, home: &Path, format: Format) -> Result<u8> {
     // forwarded to the app once it runs.
     hold_signals()?;
     let memory = parse_size(&args.memory)?;
+    // The simulation TEE's launch measurement: the agent binary, hashed while the image and the
+    // coordinator are asked (on hardware the TEE measures at launch).
+    let measuring = (args.tee == TeeChoice::Sim)
+        .then(|| std::thread::spawn(|| SimAttester::measure_file(Path::new("/proc/self/exe"))));
     let (client, _saved) = client::pinned_client(home, &args.coordinator, None)?;
     // 1. The image's manifest: its digest is what the package may decrypt.
     let name = ImageName::parse(&args.image)?;
@@ -168,13 +172,17 @@ fn agent(args: RunArgs, home: &Path, format: Format) -> Result<u8> {
         TeeChoice::Sim => {
             let platform = SimPlatform::load(&SimPlatform::dir(home))
                 .context("the SIMULATION TEE needs a platform key (`confidant attest sim init`)")?;
-            let exe = std::fs::read("/proc/self/exe").context("measuring the agent binary")?;
+            let measurement = measuring
+                .ok_or_else(|| anyhow!("the agent binary was not measured"))?
+                .join()
+                .map_err(|_| anyhow!("measuring the agent binary failed"))?
+                .context("measuring the agent binary")?;
             say(
                 format,
                 "SIMULATION TEE: evidence is signed by a software key; the isolation here is a container on the host kernel",
             );
             Box::new(
-                SimAttester::new(platform, SimAttester::measure(&exe))
+                SimAttester::new(platform, measurement)
                     .with_config_id(config_id(&image_digest, &args.workload)),
             )
         }

@@ -181,11 +181,11 @@ pub fn run(mut config: ServerConfig, on_start: impl FnOnce(&Started)) -> Result<
     listener
         .set_nonblocking(true)
         .map_err(|e| err("listening socket")(&e))?;
-    let exe = std::fs::read("/proc/self/exe")
+    let measurement = SimAttester::measure_file(Path::new("/proc/self/exe"))
         .map_err(|e| err("reading /proc/self/exe to measure the coordinator")(&e))?;
     let sim = Arc::new(Sim {
         dir: config.sim_dir.clone(),
-        measurement: SimAttester::measure(&exe),
+        measurement,
     });
     let sealer = SimSealer::load(&config.sim_dir).map_err(|e| {
         ServerError(format!(
