@@ -79,6 +79,8 @@ PASSWORD=$(sec redis_password | jq -r .value | base64 -d | od -An -tx1 | tr -d '
 "$BIN" certificate root --coordinator "$ADDR" >"$WORK/root.pem"
 cli() { redis-cli --tls --cacert "$WORK/root.pem" --cert "$WORK/client.crt" --key "$WORK/client.key" \
   -h 127.0.0.1 -p 6380 --no-auth-warning -a "$PASSWORD" "$@"; }
+# The mesh listens before Redis does: wait until Redis answers through it.
+for _ in $(seq 100); do [ "$(cli PING 2>/dev/null)" = PONG ] && break; sleep 0.1; done
 echo '$ redis-cli --tls --cert client.crt … -p 6380 SET greeting "hello from an encrypted image"'
 cli SET greeting "hello from an encrypted image"
 echo '$ redis-cli --tls --cert client.crt … -p 6380 GET greeting'

@@ -49,6 +49,8 @@ PASSWORD=$(sec redis_password | jq -r .value | base64 -d | od -An -tx1 | tr -d '
 "$B" certificate root --coordinator "$ADDR" >"$W/root.pem"
 cli() { redis-cli --tls --cacert "$W/root.pem" --cert "$W/client.crt" --key "$W/client.key" \
   -h 127.0.0.1 -p 6380 --no-auth-warning "$@"; }
+# The mesh listens before Redis does: wait until Redis answers through it.
+for _ in $(seq 100); do [ "$(cli -a "$PASSWORD" PING 2>/dev/null)" = PONG ] && break; sleep 0.1; done
 [ "$(cli -a "$PASSWORD" SET greeting 'hello from a TEE')" = OK ]
 [ "$(cli -a "$PASSWORD" GET greeting)" = 'hello from a TEE' ]
 echo "redis: SET and GET through the mesh (mutual TLS, password from the coordinator): ok"
