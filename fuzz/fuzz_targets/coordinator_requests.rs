@@ -1,9 +1,10 @@
 //! What workloads send the coordinator before anything is verified: the `POST activate` body,
-//! the CSR in it, and the image manifest whose layer keys it asks for. None of it may panic.
+//! the CSR in it, the image manifest whose layer keys it asks for, and the `POST
+//! volumes/{name}/state` body. None of it may panic.
 
 #![no_main]
 
-use confidant_coordinator::api::parse_activate_request;
+use confidant_coordinator::api::{parse_activate_request, parse_volume_commit};
 use confidant_coordinator::ca::csr_spki_sha256;
 use confidant_coordinator::core::wrapped_layer_keys;
 use libfuzzer_sys::fuzz_target;
@@ -17,4 +18,5 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = csr_spki_sha256(data);
     let _ = wrapped_layer_keys(data);
+    let _ = parse_volume_commit(data);
 });

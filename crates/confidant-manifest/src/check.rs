@@ -10,7 +10,7 @@ use x509_cert::Certificate;
 use x509_cert::der::DecodePem;
 
 use crate::ValidationError;
-use crate::model::{API_VERSION, Manifest, Secret, Workload};
+use crate::model::{API_VERSION, Manifest, Secret, VolumePolicy, Workload};
 use crate::syntax::{is_identifier, is_name, is_san, is_sha256_digest, parse_size};
 use crate::template::{BUILTINS_NAME, dry_run};
 
@@ -194,11 +194,19 @@ impl Manifest {
         let mut mount_paths = BTreeSet::new();
         for (i, m) in w.volumes.iter().enumerate() {
             let mp = format!("{path}.volumes[{i}]");
-            if !self.volumes.contains_key(&m.volume) {
-                e.push(
+            match self.volumes.get(&m.volume) {
+                None => e.push(
                     format!("{mp}.volume"),
                     format!("unknown volume '{}'", m.volume),
-                );
+                ),
+                Some(v) if m.read_only && v.policy == VolumePolicy::Ephemeral => e.push(
+                    format!("{mp}.read_only"),
+                    format!(
+                        "volume '{}' is ephemeral (empty at every activation): a read-only mount of it is always empty",
+                        m.volume
+                    ),
+                ),
+                Some(_) => {}
             }
             if !m.path.starts_with('/') || m.path.split('/').any(|c| c == "..") {
                 e.push(
@@ -371,11 +379,12 @@ impl Manifest {
                     "secrets" => &["read", "write"],
                     "packages" => &["update-svn"],
                     "recovery" => &["recover"],
+                    "volumes" => &["read"],
                     other => {
                         e.push(
                             format!("{rp}.resource"),
                             format!(
-                                "expected manifest, secrets, packages or recovery, got {other:?}"
+                                "expected manifest, secrets, packages, recovery or volumes, got {other:?}"
                             ),
                         );
                         continue;
@@ -407,6 +416,13 @@ impl Manifest {
                                     format!("secret '{n}' is {}: only plain secrets can be written by users", s.type_name()),
                                 ),
                                 Some(_) => {}
+                            }
+                        }
+                    }
+                    "volumes" => {
+                        for (j, n) in rule.names.iter().enumerate() {
+                            if !self.volumes.contains_key(n) {
+                                e.push(format!("{rp}.names[{j}]"), format!("unknown volume '{n}'"));
                             }
                         }
                     }

@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 
 pub use model::{
     API_VERSION, Config, EgressPeer, IngressPort, Manifest, Mesh, Package, Recovery, Role, Rule,
-    Secret, UpdatePolicy, User, Volume, VolumeMount, Workload,
+    Secret, UpdatePolicy, User, Volume, VolumeMount, VolumePolicy, Workload,
 };
 pub use template::{
     Builtins, RenderError, RenderedParameters, SecretValue, SecretValues, render_parameters,

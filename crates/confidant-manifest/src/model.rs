@@ -208,12 +208,13 @@ pub struct Role {
 /// | `secrets` | `read`, `write` (plain secrets only) | secret names; empty: all |
 /// | `packages` | `update-svn` | package names; empty: all |
 /// | `recovery` | `recover` | — |
+/// | `volumes` | `read` (a volume's version and root) | volume names; empty: all |
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
-    /// `manifest`, `secrets`, `packages` or `recovery`.
+    /// `manifest`, `secrets`, `packages`, `recovery` or `volumes`.
     pub resource: String,
-    /// Names of resources (secrets, packages) the rule is limited to; empty: all of them.
+    /// Names of resources (secrets, packages, volumes) the rule is limited to; empty: all of them.
     #[serde(default)]
     pub names: Vec<String>,
     /// The allowed actions.
@@ -237,6 +238,49 @@ pub struct Recovery {
 pub struct Volume {
     /// Its size: bytes, or a number with `KiB`, `MiB`, `GiB` or `TiB`.
     pub size: String,
+    /// What the coordinator keeps of the volume between mounts: `rollback_protected`
+    /// (default), `reinitializable` or `ephemeral`. Omitted from the canonical form when it is
+    /// the default, so manifests written before the field existed keep their hash.
+    #[serde(default, skip_serializing_if = "VolumePolicy::is_default")]
+    pub policy: VolumePolicy,
+}
+
+/// What the coordinator keeps of a protected volume, and so which states a mount accepts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VolumePolicy {
+    /// The coordinator keeps the volume's latest version and root; a mount must present exactly
+    /// that state. Once a version exists, an empty or missing volume is refused.
+    #[default]
+    RollbackProtected,
+    /// As `rollback_protected`, but the workload may start over with an empty volume: a reset,
+    /// recorded (counted and audited) by the coordinator; never back to an older non-empty state.
+    Reinitializable,
+    /// A fresh key for every activation and no state at the coordinator: the data does not
+    /// outlive the activation.
+    Ephemeral,
+}
+
+impl VolumePolicy {
+    /// The name as written in manifests.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VolumePolicy::RollbackProtected => "rollback_protected",
+            VolumePolicy::Reinitializable => "reinitializable",
+            VolumePolicy::Ephemeral => "ephemeral",
+        }
+    }
+
+    /// Whether this is the default, `rollback_protected`.
+    pub fn is_default(&self) -> bool {
+        *self == VolumePolicy::RollbackProtected
+    }
+}
+
+impl std::fmt::Display for VolumePolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A volume mounted into a workload.

@@ -295,7 +295,7 @@ roles:
         errors(&y),
         [
             "roles.ops.rules[0].actions[1]: action \"delete\" is not valid for resource manifest; expected update",
-            "roles.ops.rules[1].resource: expected manifest, secrets, packages or recovery, got \"clusters\"",
+            "roles.ops.rules[1].resource: expected manifest, secrets, packages, recovery or volumes, got \"clusters\"",
             "roles.ops.rules[2].names[1]: secret 'cert' is cert-ecdsa: only plain secrets can be written by users",
             "roles.ops.rules[2].names[2]: unknown secret 'nope'",
             "roles.ops.rules[3].names[1]: unknown package 'db'",
@@ -380,6 +380,62 @@ fn rejects_bad_volumes_and_mounts() {
             "workloads.web.volumes[2].path: /d is mounted twice",
             "volumes.odd.size: expected a positive size (bytes, or a number with KiB, MiB, GiB or TiB), got \"5XB\"",
             "volumes.zero.size: expected a positive size (bytes, or a number with KiB, MiB, GiB or TiB), got \"0\"",
+        ]
+    );
+}
+
+#[test]
+fn volume_policies_default_to_rollback_protected_and_keep_the_hash() {
+    use confidant_manifest::VolumePolicy;
+    let plain = format!("{BASE}volumes:\n  data: {{size: 1GiB}}\n");
+    let explicit = format!("{BASE}volumes:\n  data: {{size: 1GiB, policy: rollback_protected}}\n");
+    let (a, b) = (
+        Manifest::from_yaml(&plain).unwrap(),
+        Manifest::from_yaml(&explicit).unwrap(),
+    );
+    assert_eq!(a.volumes["data"].policy, VolumePolicy::RollbackProtected);
+    // The default is left out of the canonical form: manifests from before the field keep
+    // their hash (the coordinator re-checks stored manifests' hashes when it loads them).
+    assert_eq!(a.canonical_json(), b.canonical_json());
+    assert!(!a.canonical_json().contains("\"policy\""));
+    assert_eq!(errors(&plain), Vec::<String>::new());
+    for (word, policy) in [
+        ("reinitializable", VolumePolicy::Reinitializable),
+        ("ephemeral", VolumePolicy::Ephemeral),
+    ] {
+        let y = format!("{BASE}volumes:\n  data: {{size: 1GiB, policy: {word}}}\n");
+        let m = Manifest::from_yaml(&y).unwrap();
+        assert_eq!(m.volumes["data"].policy, policy);
+        assert!(
+            m.canonical_json()
+                .contains(&format!("\"policy\":\"{word}\""))
+        );
+        assert_ne!(m.canonical_hash(), a.canonical_hash());
+        assert_eq!(errors(&y), Vec::<String>::new());
+    }
+    let e = Manifest::from_yaml(&format!(
+        "{BASE}volumes:\n  data: {{size: 1GiB, policy: forever}}\n"
+    ))
+    .unwrap_err();
+    assert_eq!(e.path, "volumes.data.policy");
+    assert!(e.message.contains("rollback_protected"), "{e}");
+}
+
+#[test]
+fn rejects_read_only_mounts_of_ephemeral_volumes_and_unknown_volume_rules() {
+    let y = format!(
+        "{}volumes:\n  scratch: {{size: 1MiB, policy: ephemeral}}\nroles:\n  ops:\n    rules:\n      - {{resource: volumes, names: [scratch, nope], actions: [read, write]}}\n",
+        BASE.replace(
+            "{package: web}",
+            "{package: web, volumes: [{volume: scratch, path: /s, read_only: true}]}"
+        )
+    );
+    assert_eq!(
+        errors(&y),
+        [
+            "workloads.web.volumes[0].read_only: volume 'scratch' is ephemeral (empty at every activation): a read-only mount of it is always empty",
+            "roles.ops.rules[0].actions[1]: action \"write\" is not valid for resource volumes; expected read",
+            "roles.ops.rules[0].names[1]: unknown volume 'nope'",
         ]
     );
 }

@@ -25,6 +25,13 @@ pub struct ActivationLabels {
     pub outcome: String,
 }
 
+/// Labels of the volume commit counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VolumeCommitLabels {
+    /// `ok` or the error code (`volume_version_conflict`, `forbidden`, …).
+    pub outcome: String,
+}
+
 /// The coordinator's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -33,6 +40,8 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     /// Activations by workload and outcome.
     pub activations: Family<ActivationLabels, Counter>,
+    /// Volume state commits by outcome.
+    pub volume_commits: Family<VolumeCommitLabels, Counter>,
     /// Request durations in seconds.
     pub duration: Histogram,
     /// 0 accepting a manifest, 1 running, 2 recovery.
@@ -45,6 +54,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("confidant_coordinator");
         let requests = Family::<RequestLabels, Counter>::default();
         let activations = Family::<ActivationLabels, Counter>::default();
+        let volume_commits = Family::<VolumeCommitLabels, Counter>::default();
         let duration = Histogram::new([
             0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
         ]);
@@ -60,6 +70,11 @@ impl Metrics {
             activations.clone(),
         );
         registry.register(
+            "volume_commits",
+            "Volume state commits by outcome",
+            volume_commits.clone(),
+        );
+        registry.register(
             "request_duration_seconds",
             "API request durations",
             duration.clone(),
@@ -73,6 +88,7 @@ impl Metrics {
             registry,
             requests,
             activations,
+            volume_commits,
             duration,
             state,
         }

@@ -21,11 +21,13 @@ use confidant_attest::binding::{Purpose, report_data};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::core::{ActivateRequest, Coordinator, CoreError, ErrorKind, Principal, RecoveryShares};
+use crate::core::{
+    ActivateRequest, CommitVolume, Coordinator, CoreError, ErrorKind, Principal, RecoveryShares,
+};
 use crate::recovery::Share;
 use crate::store::{DataKey, Store};
 
-pub use self::metrics::{ActivationLabels, Metrics, RequestLabels};
+pub use self::metrics::{ActivationLabels, Metrics, RequestLabels, VolumeCommitLabels};
 
 /// The OpenAPI 3.1 document served at `/api/v1/openapi.json`.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -151,6 +153,10 @@ impl<S: Store + 'static> Api<S> {
                 "/api/v1/secrets/{name}",
                 get(secret_get::<S>).put(secret_put::<S>),
             )
+            .route(
+                "/api/v1/volumes/{name}/state",
+                get(volume_state_get::<S>).post(volume_state_post::<S>),
+            )
             .route("/api/v1/audit", get(audit::<S>))
             .route("/api/v1/recovery", get(recovery_get::<S>))
             .route("/api/v1/recover", post(recover::<S>))
@@ -159,6 +165,30 @@ impl<S: Store + 'static> Api<S> {
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .layer(middleware::from_fn_with_state(self.clone(), record::<S>))
             .with_state(self.clone())
+    }
+
+    /// The principal of a TLS connection whose client presented `certs` (leaf first; the
+    /// handshake proved the leaf's key): a workload activation when the leaf is a workload
+    /// certificate of this coordinator's CA valid at `now`, otherwise the leaf's SHA-256
+    /// (which users are matched by), or anonymous without a certificate.
+    pub fn principal(
+        &self,
+        certs: Option<&[rustls::pki_types::CertificateDer<'_>]>,
+        now: SystemTime,
+    ) -> Principal {
+        let Some([leaf, rest @ ..]) = certs else {
+            return Principal::Anonymous;
+        };
+        if let Ok(Mode::Running(c)) = self.mode.read().as_deref() {
+            let intermediates: Vec<&[u8]> = rest.iter().map(|c| c.as_ref()).collect();
+            if let Ok(id) = c.ca().workload_of(leaf.as_ref(), &intermediates, now) {
+                return Principal::Workload {
+                    workload: id.workload,
+                    activation: id.activation,
+                };
+            }
+        }
+        principal_of(certs)
     }
 
     /// The router of the metrics listener (`/metrics`).
@@ -570,6 +600,71 @@ async fn secret_put<S: Store + 'static>(
     ok_json(json!({"name": name}))
 }
 
+async fn volume_state_get<S: Store + 'static>(
+    State(api): State<Arc<Api<S>>>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let c = api.coordinator()?;
+    let v = blocking(move || c.volume_state(&who, &name)).await?;
+    ok_json(serde_json::to_value(v).unwrap_or(Value::Null))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VolumeCommitBody {
+    expected_version: u64,
+    version: u64,
+    root: String,
+    #[serde(default)]
+    reinitialize: bool,
+}
+
+/// Parses a `POST volumes/{name}/state` body (untrusted bytes); errors name the field.
+pub fn parse_volume_commit(body: &[u8]) -> Result<CommitVolume, CoreError> {
+    let b: VolumeCommitBody = parse_json(body).map_err(|e| e.0)?;
+    let bytes = hex_param("root", &b.root).map_err(|e| e.0)?;
+    let root: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+        malformed(
+            "root",
+            format!("expected 32 bytes (64 hex digits), got {}", bytes.len()),
+        )
+        .0
+    })?;
+    Ok(CommitVolume {
+        expected_version: b.expected_version,
+        version: b.version,
+        root,
+        reinitialize: b.reinitialize,
+    })
+}
+
+async fn volume_state_post<S: Store + 'static>(
+    State(api): State<Arc<Api<S>>>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let commit = parse_volume_commit(&body)?;
+    let c = api.coordinator()?;
+    let result =
+        blocking(move || c.commit_volume_state(&who, &name, &commit, SystemTime::now())).await;
+    let outcome = match &result {
+        Ok(v) => {
+            tracing::info!(volume = %v.volume, version = v.version, "volume state committed");
+            "ok"
+        }
+        Err(e) => e.0.code,
+    };
+    api.metrics
+        .volume_commits
+        .get_or_create(&VolumeCommitLabels {
+            outcome: outcome.into(),
+        })
+        .inc();
+    ok_json(serde_json::to_value(result?).unwrap_or(Value::Null))
+}
+
 #[derive(Deserialize)]
 struct AuditQuery {
     after: Option<u64>,
@@ -723,7 +818,8 @@ pub fn spki_of_cert_pem(cert_pem: &str) -> Option<Vec<u8>> {
     Some(c.tbs_certificate.subject_pki.raw.to_vec())
 }
 
-/// Principals of connections, by the TLS session.
+/// The principal of a client certificate by its SHA-256 alone (users are matched by it); see
+/// [`Api::principal`], which also recognises workload certificates.
 pub fn principal_of(certs: Option<&[rustls::pki_types::CertificateDer<'_>]>) -> Principal {
     match certs.and_then(|c| c.first()) {
         Some(leaf) => {

@@ -437,6 +437,94 @@ impl CoordinatorCa {
     }
 }
 
+/// The URI SAN prefix of workload certificates.
+pub const WORKLOAD_URI_PREFIX: &str = "confidant://workload/";
+
+impl CoordinatorCa {
+    /// The workload activation a client certificate names, if this CA issued it for one:
+    /// `leaf` (DER) must chain through this CA's intermediate (the client may send it among
+    /// `intermediates`, or not) to this CA's root, be valid at `now`, allow client
+    /// authentication (webpki, as rustls checks chains), and carry exactly one URI SAN
+    /// `confidant://workload/<workload>/<activation>`. Returns `(workload, activation)`.
+    ///
+    /// The handshake's proof of the key is the TLS layer's job; this checks the certificate.
+    pub fn workload_of(
+        &self,
+        leaf: &[u8],
+        intermediates: &[&[u8]],
+        now: SystemTime,
+    ) -> Result<WorkloadIdentity, CaError> {
+        use rustls::pki_types::{CertificateDer, UnixTime};
+        use rustls::server::WebPkiClientVerifier;
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from(self.root_der.as_slice()))
+            .map_err(|e| CaError::Sealed(format!("root certificate: {e}")))?;
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+            .build()
+            .map_err(|e| CaError::Sealed(format!("client certificate verifier: {e}")))?;
+        let mut chain: Vec<CertificateDer<'_>> = intermediates
+            .iter()
+            .map(|c| CertificateDer::from(*c))
+            .collect();
+        chain.push(CertificateDer::from(self.intermediate_der.as_slice()));
+        let secs = now
+            .duration_since(UNIX_EPOCH)
+            .map_err(|_| invalid("now", "a time after 1970-01-01", "an earlier time"))?;
+        verifier
+            .verify_client_cert(
+                &CertificateDer::from(leaf),
+                &chain,
+                UnixTime::since_unix_epoch(secs),
+            )
+            .map_err(|e| {
+                invalid(
+                    "certificate",
+                    "a workload certificate of this coordinator",
+                    e,
+                )
+            })?;
+        let (_, cert) = x509_parser::parse_x509_certificate(leaf)
+            .map_err(|e| invalid("certificate", "an X.509 certificate", e))?;
+        let mut uris = Vec::new();
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for name in &san.value.general_names {
+                if let x509_parser::extensions::GeneralName::URI(u) = name {
+                    uris.push(*u);
+                }
+            }
+        }
+        let workload_uris: Vec<&str> = uris
+            .iter()
+            .copied()
+            .filter(|u| u.starts_with(WORKLOAD_URI_PREFIX))
+            .collect();
+        let [uri] = workload_uris.as_slice() else {
+            return Err(invalid(
+                "certificate",
+                "exactly one URI SAN confidant://workload/<workload>/<activation>",
+                format!("{} of them", workload_uris.len()),
+            ));
+        };
+        let rest = &uri[WORKLOAD_URI_PREFIX.len()..];
+        let Some((workload, activation)) = rest.split_once('/') else {
+            return Err(invalid(
+                "certificate",
+                "a URI SAN confidant://workload/<workload>/<activation>",
+                uri,
+            ));
+        };
+        check_label(workload, "certificate.workload")?;
+        check_label(activation, "certificate.activation")?;
+        Ok(WorkloadIdentity {
+            workload: workload.to_string(),
+            activation: activation.to_string(),
+            sans: Vec::new(),
+        })
+    }
+}
+
 /// Parses a CSR (PEM or DER), checks its self-signature, and returns SHA-256 of its
 /// SubjectPublicKeyInfo DER: what an activation's report data must bind.
 pub fn csr_spki_sha256(csr: &[u8]) -> Result<[u8; 32], CaError> {

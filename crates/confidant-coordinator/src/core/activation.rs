@@ -8,7 +8,7 @@ use base64::Engine as _;
 use confidant_attest::binding::{Purpose, report_data_for_key_digest};
 use confidant_attest::{Evidence, Tee};
 use confidant_image::crypt::provider;
-use confidant_manifest::{Builtins, RenderedParameters, Secret, render_parameters};
+use confidant_manifest::{Builtins, RenderedParameters, Secret, VolumePolicy, render_parameters};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -72,7 +72,11 @@ pub struct VolumeGrant {
     pub path: String,
     /// Mounted read-only.
     pub read_only: bool,
-    /// The volume's 256-bit key, base64.
+    /// The volume's policy in the manifest: `rollback_protected`, `reinitializable` or
+    /// `ephemeral`.
+    pub policy: String,
+    /// The volume's 256-bit key, base64: the stored key, or for `ephemeral` volumes a fresh
+    /// one for this activation only.
     pub key: String,
 }
 
@@ -82,6 +86,7 @@ impl std::fmt::Debug for VolumeGrant {
             .field("volume", &self.volume)
             .field("path", &self.path)
             .field("read_only", &self.read_only)
+            .field("policy", &self.policy)
             .finish_non_exhaustive()
     }
 }
@@ -293,15 +298,34 @@ impl<S: Store> Coordinator<S> {
         })?;
         let mut volumes = Vec::new();
         for m in &workload.volumes {
-            let key = self
-                .store
-                .get(super::tables::VOLUMES, &m.volume)?
-                .ok_or_else(|| CoreError::internal(format!("volume '{}' has no key", m.volume)))?;
+            let policy = current
+                .manifest
+                .volumes
+                .get(&m.volume)
+                .map(|v| v.policy)
+                .unwrap_or_default();
+            let key = if policy == VolumePolicy::Ephemeral {
+                // Nothing outlives the activation: not even the key.
+                let mut k = zeroize::Zeroizing::new(vec![0u8; 32]);
+                ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut k).map_err(
+                    |_| CoreError::internal("no randomness for an ephemeral volume key"),
+                )?;
+                k
+            } else {
+                zeroize::Zeroizing::new(
+                    self.store
+                        .get(super::tables::VOLUMES, &m.volume)?
+                        .ok_or_else(|| {
+                            CoreError::internal(format!("volume '{}' has no key", m.volume))
+                        })?,
+                )
+            };
             volumes.push(VolumeGrant {
                 volume: m.volume.clone(),
                 path: m.path.clone(),
                 read_only: m.read_only,
-                key: base64::engine::general_purpose::STANDARD.encode(&key),
+                policy: policy.as_str().to_string(),
+                key: base64::engine::general_purpose::STANDARD.encode(&*key),
             });
         }
         Ok(Activation {

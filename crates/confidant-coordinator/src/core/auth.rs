@@ -12,8 +12,17 @@ pub enum Principal {
     /// No client certificate.
     Anonymous,
     /// A client certificate whose key the TLS handshake proved; identified by SHA-256 of its
-    /// DER bytes.
+    /// DER bytes. Users are matched by it.
     Certificate([u8; 32]),
+    /// A workload activation: a client certificate this coordinator's CA issued at activation
+    /// (it chains to the coordinator's root, is valid now, allows client authentication and
+    /// names `confidant://workload/<workload>/<activation>`), whose key the handshake proved.
+    Workload {
+        /// The workload's name, as the certificate names it.
+        workload: String,
+        /// The activation's number, as the certificate names it.
+        activation: String,
+    },
 }
 
 /// Users by the SHA-256 of their certificate's DER bytes.
@@ -62,7 +71,11 @@ pub(crate) fn user_of<'a>(
             .get(h)
             .map(String::as_str)
             .ok_or_else(|| CoreError::unauthenticated(action)),
-        Principal::Anonymous => Err(CoreError::unauthenticated(action)),
+        // Workload certificates are not users' (they are made per activation, after the
+        // manifest that would have to pin them).
+        Principal::Anonymous | Principal::Workload { .. } => {
+            Err(CoreError::unauthenticated(action))
+        }
     }
 }
 

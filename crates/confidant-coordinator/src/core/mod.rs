@@ -1,6 +1,9 @@
 //! The coordinator's logic, without I/O: states, manifest history, secrets, activation, roles,
 //! audit. Generic over the [`Store`], so it runs against redb, etcd later, or memory in tests.
 //!
+//! Protected volumes: the latest committed version and root of each, which workloads move
+//! forward with a compare-and-swap ([`Coordinator::commit_volume_state`]): rollback protection.
+//!
 //! States: `uninitialized` lasts only inside [`Coordinator::open`], which creates the
 //! coordinator's identity (CA, image key) on first start; then `accepting-manifest` until the
 //! first manifest is set, then `running`. Recovery (a state that cannot be unsealed) happens
@@ -16,6 +19,7 @@ mod group_commit;
 mod manifest_log;
 mod nonce;
 mod secrets;
+mod volumes;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -39,6 +43,7 @@ pub use self::manifest_log::{
 };
 pub use self::nonce::{NONCE_LEN, NONCE_LIFETIME, NonceBook};
 pub use self::secrets::SecretView;
+pub use self::volumes::{CommitVolume, VolumeState};
 
 use self::manifest_log::Current;
 
@@ -56,6 +61,8 @@ pub mod tables {
     pub const AUDIT: &str = "audit";
     /// Protected volumes' keys by volume name.
     pub const VOLUMES: &str = "volumes";
+    /// Protected volumes' latest committed version and root by volume name.
+    pub const VOLUME_STATES: &str = "volume-states";
 }
 
 const KEY_CA: &str = "ca";

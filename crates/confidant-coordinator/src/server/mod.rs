@@ -295,6 +295,7 @@ async fn serve(
         };
         let Some(tls) = api.tls_config() else { break };
         let router = router.clone();
+        let api = api.clone();
         tokio::spawn(async move {
             let _ = tcp.set_nodelay(true);
             let acceptor = tokio_rustls::TlsAcceptor::from(tls);
@@ -302,7 +303,8 @@ async fn serve(
                 Ok(Ok(s)) => s,
                 _ => return,
             };
-            let principal = api::principal_of(stream.get_ref().1.peer_certificates());
+            let principal =
+                api.principal(stream.get_ref().1.peer_certificates(), SystemTime::now());
             let svc = hyper::service::service_fn(
                 move |mut req: hyper::Request<hyper::body::Incoming>| {
                     req.extensions_mut().insert(principal.clone());

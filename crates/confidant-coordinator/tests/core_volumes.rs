@@ -1,0 +1,546 @@
+//! Rollback protection of protected volumes in the coordinator's logic (MemStore, no sockets):
+//! policies in activations, who a workload certificate names, and every rule of the
+//! compare-and-swap on a volume's version and root.
+
+use std::time::{Duration, SystemTime};
+
+use confidant_attest::Verifiers;
+use confidant_attest::attester::Attester;
+use confidant_attest::attester::sim::SimAttester;
+use confidant_attest::binding::{Purpose, report_data};
+use confidant_attest::sim::SimPlatform;
+use confidant_attest::verify::sim::SimVerifier;
+use confidant_coordinator::ca::CoordinatorCa;
+use confidant_coordinator::core::{
+    ActivateRequest, Activation, CommitVolume, Coordinator, CoreError, ErrorKind, Options,
+    Principal,
+};
+use confidant_coordinator::store::MemStore;
+
+const MEASURED: &[u8] = b"the agent binary";
+
+struct Fixture {
+    c: Coordinator<MemStore>,
+    platform: tempfile::TempDir,
+    alice: Principal,
+    bob: Principal,
+}
+
+fn user_cert() -> (String, Principal) {
+    let ck = rcgen::generate_simple_self_signed(vec!["user.example".into()]).unwrap();
+    let d = ring::digest::digest(&ring::digest::SHA256, ck.cert.der());
+    let mut h = [0u8; 32];
+    h.copy_from_slice(d.as_ref());
+    (ck.cert.pem(), Principal::Certificate(h))
+}
+
+fn indent(pem: &str) -> String {
+    pem.lines().map(|l| format!("      {l}\n")).collect()
+}
+
+fn fixture() -> Fixture {
+    let platform = tempfile::tempdir().unwrap();
+    SimPlatform::init(platform.path()).unwrap();
+    let load = || SimPlatform::load(platform.path()).unwrap();
+    let options = Options {
+        attester: Box::new(SimAttester::new(
+            load(),
+            SimAttester::measure(b"coordinator"),
+        )),
+        verifiers: Verifiers::new().with_sim(SimVerifier::new(vec![load().public_key()])),
+        address: "127.0.0.1:4433".into(),
+        recovery_key: None,
+    };
+    let c = Coordinator::open(MemStore::new(), options, SystemTime::now()).unwrap();
+    let (alice_pem, alice) = user_cert();
+    let (bob_pem, bob) = user_cert();
+    let m = hex::encode(SimAttester::measure(MEASURED));
+    let manifest = format!(
+        r#"apiVersion: confidant/v1
+packages:
+  app:
+    tee: sim
+    reference_values:
+      measurements: ["{m}"]
+workloads:
+  db:
+    package: app
+    volumes:
+      - {{volume: data, path: /data}}
+      - {{volume: cache, path: /cache}}
+      - {{volume: scratch, path: /scratch}}
+  reader:
+    package: app
+    volumes: [{{volume: data, path: /data, read_only: true}}]
+  other: {{package: app}}
+volumes:
+  data: {{size: 1GiB}}
+  cache: {{size: 1GiB, policy: reinitializable}}
+  scratch: {{size: 1MiB, policy: ephemeral}}
+users:
+  alice:
+    certificate: |
+{alice}  bob:
+    certificate: |
+{bob}roles:
+  auditor:
+    users: [alice]
+    rules:
+      - {{resource: volumes, names: [data, cache], actions: [read]}}
+config:
+  allow_simulation: true
+"#,
+        alice = indent(&alice_pem),
+        bob = indent(&bob_pem),
+    );
+    c.set_manifest(&Principal::Anonymous, &manifest, SystemTime::now())
+        .unwrap();
+    Fixture {
+        c,
+        platform,
+        alice,
+        bob,
+    }
+}
+
+fn activate(f: &Fixture, workload: &str) -> Activation {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let csr = rcgen::CertificateParams::default()
+        .serialize_request(&key)
+        .unwrap()
+        .pem()
+        .unwrap();
+    let attester = SimAttester::new(
+        SimPlatform::load(f.platform.path()).unwrap(),
+        SimAttester::measure(MEASURED),
+    );
+    let nonce = f.c.issue_nonce(SystemTime::now()).unwrap().to_vec();
+    let rd = report_data(Purpose::Activate, &nonce, &key.public_key_der());
+    let req = ActivateRequest {
+        workload: workload.into(),
+        evidence: attester.attest(&rd).unwrap(),
+        nonce,
+        csr: csr.into_bytes(),
+        image_manifest: None,
+    };
+    f.c.activate(&req, SystemTime::now()).unwrap()
+}
+
+fn der(pem_text: &str) -> Vec<u8> {
+    pem::parse(pem_text.as_bytes()).unwrap().into_contents()
+}
+
+/// The principal the API derives from an activation's certificate.
+fn principal(c: &Coordinator<MemStore>, a: &Activation) -> Principal {
+    let id = c
+        .ca()
+        .workload_of(&der(&a.certificate), &[], SystemTime::now())
+        .unwrap();
+    Principal::Workload {
+        workload: id.workload,
+        activation: id.activation,
+    }
+}
+
+fn workload(name: &str, n: u64) -> Principal {
+    Principal::Workload {
+        workload: name.into(),
+        activation: n.to_string(),
+    }
+}
+
+fn commit(expected: u64, version: u64, root: u8) -> CommitVolume {
+    CommitVolume {
+        expected_version: expected,
+        version,
+        root: [root; 32],
+        reinitialize: false,
+    }
+}
+
+fn assert_err(e: CoreError, kind: ErrorKind, code: &str) -> CoreError {
+    assert_eq!((e.kind, e.code), (kind, code), "{e}");
+    e
+}
+
+#[test]
+fn activation_grants_policies_and_a_fresh_key_per_activation_for_ephemeral_volumes() {
+    let f = fixture();
+    let a = activate(&f, "db");
+    let b = activate(&f, "db");
+    let by_name =
+        |x: &Activation, v: &str| x.volumes.iter().find(|g| g.volume == v).cloned().unwrap();
+    for (v, policy) in [
+        ("data", "rollback_protected"),
+        ("cache", "reinitializable"),
+        ("scratch", "ephemeral"),
+    ] {
+        assert_eq!(by_name(&a, v).policy, policy);
+    }
+    assert_eq!(by_name(&a, "data").key, by_name(&b, "data").key);
+    assert_eq!(by_name(&a, "cache").key, by_name(&b, "cache").key);
+    assert_ne!(by_name(&a, "scratch").key, by_name(&b, "scratch").key);
+    assert_ne!(by_name(&a, "scratch").key, by_name(&a, "data").key);
+    let json = serde_json::to_value(&a).unwrap();
+    assert_eq!(json["volumes"][0]["policy"], "rollback_protected");
+    assert!(!format!("{:?}", by_name(&a, "scratch")).contains(&by_name(&a, "scratch").key));
+}
+
+#[test]
+fn workload_certificates_name_their_activation_and_nothing_else_does() {
+    let f = fixture();
+    let a = activate(&f, "db");
+    assert_eq!(principal(&f.c, &a), workload("db", 1));
+    let now = SystemTime::now();
+    let ca = f.c.ca();
+    // The chain as presented in TLS (leaf + intermediate) works as well as the leaf alone.
+    let chain: Vec<Vec<u8>> = pem::parse_many(a.chain.as_bytes())
+        .unwrap()
+        .into_iter()
+        .map(pem::Pem::into_contents)
+        .collect();
+    let rest: Vec<&[u8]> = chain[1..].iter().map(Vec::as_slice).collect();
+    assert_eq!(
+        ca.workload_of(&chain[0], &rest, now).unwrap().activation,
+        "1"
+    );
+    // Expired (the certificate is valid 30 days), or not yet valid.
+    assert!(
+        ca.workload_of(&chain[0], &[], now + Duration::from_secs(31 * 86_400))
+            .is_err()
+    );
+    assert!(
+        ca.workload_of(&chain[0], &[], now - Duration::from_secs(3600))
+            .is_err()
+    );
+    // A self-signed certificate with the same URI SAN.
+    let mut params = rcgen::CertificateParams::default();
+    params.subject_alt_names = vec![rcgen::SanType::URI(
+        "confidant://workload/db/1".try_into().unwrap(),
+    )];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let forged = params.self_signed(&key).unwrap();
+    assert!(ca.workload_of(forged.der(), &[], now).is_err());
+    // Another coordinator's workload certificate for the same name.
+    let other = CoordinatorCa::generate("Other", now - Duration::from_secs(60)).unwrap();
+    let csr = rcgen::CertificateParams::default()
+        .serialize_request(&key)
+        .unwrap()
+        .pem()
+        .unwrap();
+    let foreign = other
+        .sign_csr(
+            csr.as_bytes(),
+            &confidant_coordinator::ca::WorkloadIdentity {
+                workload: "db".into(),
+                activation: "1".into(),
+                sans: vec![],
+            },
+            now,
+            Duration::from_secs(86_400),
+        )
+        .unwrap();
+    let foreign_der = der(&foreign.cert_pem);
+    assert!(ca.workload_of(&foreign_der, &[], now).is_err());
+    // ... even when it brings its own intermediate along.
+    let other_inter = der(&other.intermediate_pem());
+    assert!(ca.workload_of(&foreign_der, &[&other_inter], now).is_err());
+    // The coordinator's own TLS certificate chains, but is no workload's (server auth only,
+    // no workload URI).
+    let tls = ca
+        .issue_tls_server(&["localhost".into()], now, Duration::from_secs(86_400))
+        .unwrap();
+    assert!(ca.workload_of(&der(&tls.cert_pem), &[], now).is_err());
+    // A `cert-*` secret chains and allows client auth, but names no workload.
+    let secret = ca
+        .issue_secret_cert(
+            confidant_coordinator::ca::SecretKeyKind::Ecdsa { size: 256 },
+            &["db.internal".into()],
+            30,
+            now,
+        )
+        .unwrap();
+    assert!(ca.workload_of(&der(&secret.cert_pem), &[], now).is_err());
+}
+
+#[test]
+fn commits_move_one_version_at_a_time_with_a_compare_and_swap() {
+    let f = fixture();
+    let a = activate(&f, "db");
+    let db = principal(&f.c, &a);
+    let s = f.c.volume_state(&db, "data").unwrap();
+    assert_eq!(
+        (
+            s.version,
+            s.root.clone(),
+            s.reinitialized,
+            s.updated.clone()
+        ),
+        (0, None, 0, None)
+    );
+    assert_eq!(s.policy, "rollback_protected");
+    let s1 =
+        f.c.commit_volume_state(&db, "data", &commit(0, 1, 0xaa), SystemTime::now())
+            .unwrap();
+    assert_eq!(s1.version, 1);
+    assert_eq!(s1.root.as_deref(), Some("aa".repeat(32).as_str()));
+    assert!(s1.updated.is_some());
+    assert_eq!(f.c.volume_state(&db, "data").unwrap(), s1);
+    // A stale writer (expected 0 again) conflicts and learns the current version.
+    let e = assert_err(
+        f.c.commit_volume_state(&db, "data", &commit(0, 1, 0xbb), SystemTime::now())
+            .unwrap_err(),
+        ErrorKind::Conflict,
+        "volume_version_conflict",
+    );
+    assert_eq!(e.field.as_deref(), Some("expected_version"));
+    let details = e.details.unwrap();
+    assert_eq!(details["current_version"], 1);
+    assert_eq!(details["current_root"], "aa".repeat(32));
+    // Versions move by exactly one.
+    for (expected, version) in [(1, 3), (1, 1), (1, 0), (u64::MAX, 0)] {
+        let e = assert_err(
+            f.c.commit_volume_state(
+                &db,
+                "data",
+                &commit(expected, version, 0xcc),
+                SystemTime::now(),
+            )
+            .unwrap_err(),
+            ErrorKind::Rejected,
+            "invalid_volume_version",
+        );
+        assert_eq!(e.field.as_deref(), Some("version"));
+    }
+    // A version ahead of the coordinator's (expected 5, current 1) is a conflict too.
+    assert_err(
+        f.c.commit_volume_state(&db, "data", &commit(5, 6, 0xcc), SystemTime::now())
+            .unwrap_err(),
+        ErrorKind::Conflict,
+        "volume_version_conflict",
+    );
+    // Nothing of the refused commits stuck.
+    assert_eq!(f.c.volume_state(&db, "data").unwrap(), s1);
+    // Another activation of the same workload continues from there.
+    let b = activate(&f, "db");
+    let db2 = principal(&f.c, &b);
+    assert_eq!(db2, workload("db", 2));
+    let s2 =
+        f.c.commit_volume_state(&db2, "data", &commit(1, 2, 0xdd), SystemTime::now())
+            .unwrap();
+    assert_eq!(s2.version, 2);
+    // Each commit is audited, by the activation that made it.
+    let log = f.c.audit(&f.alice, 0, 1000).unwrap();
+    let commits: Vec<(String, String, String)> = log
+        .iter()
+        .filter(|e| e.action.starts_with("volume."))
+        .map(|e| (e.actor.clone(), e.action.clone(), e.target.clone()))
+        .collect();
+    assert_eq!(
+        commits,
+        [
+            (
+                "workload:db/1".to_string(),
+                "volume.commit".to_string(),
+                format!("data version 1 root {}", "aa".repeat(32))
+            ),
+            (
+                "workload:db/2".to_string(),
+                "volume.commit".to_string(),
+                format!("data version 2 root {}", "dd".repeat(32))
+            ),
+        ]
+    );
+}
+
+#[test]
+fn concurrent_commits_from_the_same_version_have_one_winner() {
+    let f = fixture();
+    let db = workload("db", 1);
+    let results: Vec<Result<u64, &'static str>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8u8)
+            .map(|i| {
+                let (c, db) = (&f.c, &db);
+                s.spawn(move || {
+                    c.commit_volume_state(db, "data", &commit(0, 1, i), SystemTime::now())
+                        .map(|v| v.version)
+                        .map_err(|e| e.code)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+    assert!(
+        results
+            .iter()
+            .filter_map(|r| r.err())
+            .all(|c| c == "volume_version_conflict")
+    );
+}
+
+#[test]
+fn reinitialize_is_for_reinitializable_volumes_only_and_is_counted() {
+    let f = fixture();
+    let db = workload("db", 1);
+    let now = SystemTime::now();
+    f.c.commit_volume_state(&db, "data", &commit(0, 1, 1), now)
+        .unwrap();
+    let reinit = |expected, version| CommitVolume {
+        reinitialize: true,
+        ..commit(expected, version, 9)
+    };
+    let e = assert_err(
+        f.c.commit_volume_state(&db, "data", &reinit(1, 2), now)
+            .unwrap_err(),
+        ErrorKind::Conflict,
+        "reinitialize_refused",
+    );
+    assert_eq!(e.field.as_deref(), Some("reinitialize"));
+    assert_eq!(f.c.volume_state(&db, "data").unwrap().version, 1);
+    // The reinitializable volume: normal commits, then a reset, which keeps counting up.
+    f.c.commit_volume_state(&db, "cache", &commit(0, 1, 1), now)
+        .unwrap();
+    f.c.commit_volume_state(&db, "cache", &commit(1, 2, 2), now)
+        .unwrap();
+    let s =
+        f.c.commit_volume_state(&db, "cache", &reinit(2, 3), now)
+            .unwrap();
+    assert_eq!((s.version, s.reinitialized), (3, 1));
+    assert_eq!(s.policy, "reinitializable");
+    assert_eq!(s.root.as_deref(), Some("09".repeat(32).as_str()));
+    // A reset is still a compare-and-swap: a stale one is refused.
+    assert_err(
+        f.c.commit_volume_state(&db, "cache", &reinit(2, 3), now)
+            .unwrap_err(),
+        ErrorKind::Conflict,
+        "volume_version_conflict",
+    );
+    let s =
+        f.c.commit_volume_state(&db, "cache", &commit(3, 4, 4), now)
+            .unwrap();
+    assert_eq!((s.version, s.reinitialized), (4, 1));
+    let log = f.c.audit(&f.alice, 0, 1000).unwrap();
+    assert_eq!(
+        log.iter()
+            .filter(|e| e.action == "volume.reinitialize")
+            .map(|e| e.target.clone())
+            .collect::<Vec<_>>(),
+        [format!(
+            "cache reinitialized, version 3 root {}",
+            "09".repeat(32)
+        )]
+    );
+}
+
+#[test]
+fn ephemeral_and_unknown_volumes_have_no_state() {
+    let f = fixture();
+    let db = workload("db", 1);
+    let now = SystemTime::now();
+    assert_err(
+        f.c.volume_state(&db, "scratch").unwrap_err(),
+        ErrorKind::Conflict,
+        "ephemeral_volume",
+    );
+    assert_err(
+        f.c.commit_volume_state(&db, "scratch", &commit(0, 1, 1), now)
+            .unwrap_err(),
+        ErrorKind::Conflict,
+        "ephemeral_volume",
+    );
+    for who in [&db, &f.alice] {
+        let e = assert_err(
+            f.c.volume_state(who, "nope").unwrap_err(),
+            ErrorKind::NotFound,
+            "not_found",
+        );
+        assert_eq!(e.field.as_deref(), Some("name"));
+    }
+    assert_err(
+        f.c.commit_volume_state(&db, "nope", &commit(0, 1, 1), now)
+            .unwrap_err(),
+        ErrorKind::NotFound,
+        "not_found",
+    );
+}
+
+#[test]
+fn only_workloads_mounting_the_volume_read_write_commit() {
+    let f = fixture();
+    let now = SystemTime::now();
+    let c1 = commit(0, 1, 1);
+    // A workload that mounts it read-only reads the state but cannot commit.
+    let reader = workload("reader", 1);
+    assert_eq!(f.c.volume_state(&reader, "data").unwrap().version, 0);
+    let e = assert_err(
+        f.c.commit_volume_state(&reader, "data", &c1, now)
+            .unwrap_err(),
+        ErrorKind::Forbidden,
+        "forbidden",
+    );
+    assert!(e.message.contains("read-only"), "{e}");
+    // A workload that does not mount it, or is not in the manifest, does neither.
+    for who in [workload("other", 1), workload("ghost", 1)] {
+        assert_err(
+            f.c.volume_state(&who, "data").unwrap_err(),
+            ErrorKind::Forbidden,
+            "forbidden",
+        );
+        assert_err(
+            f.c.commit_volume_state(&who, "data", &c1, now).unwrap_err(),
+            ErrorKind::Forbidden,
+            "forbidden",
+        );
+    }
+    // reader mounts data, not cache.
+    assert_err(
+        f.c.volume_state(&reader, "cache").unwrap_err(),
+        ErrorKind::Forbidden,
+        "forbidden",
+    );
+    // Users: alice holds `read` on volumes data and cache; bob holds nothing; neither commits.
+    assert_eq!(f.c.volume_state(&f.alice, "data").unwrap().version, 0);
+    assert_err(
+        f.c.commit_volume_state(&f.alice, "data", &c1, now)
+            .unwrap_err(),
+        ErrorKind::Forbidden,
+        "forbidden",
+    );
+    assert_err(
+        f.c.volume_state(&f.bob, "data").unwrap_err(),
+        ErrorKind::Forbidden,
+        "forbidden",
+    );
+    // Anonymous callers and unknown certificates are unauthenticated, before anything else.
+    let (_, stranger) = user_cert();
+    for who in [&Principal::Anonymous, &stranger] {
+        assert_err(
+            f.c.volume_state(who, "data").unwrap_err(),
+            ErrorKind::Unauthenticated,
+            "unauthenticated",
+        );
+        assert_err(
+            f.c.volume_state(who, "nope").unwrap_err(),
+            ErrorKind::Unauthenticated,
+            "unauthenticated",
+        );
+        assert_err(
+            f.c.commit_volume_state(who, "data", &c1, now).unwrap_err(),
+            ErrorKind::Unauthenticated,
+            "unauthenticated",
+        );
+    }
+    // Workload certificates are not users.
+    assert_err(
+        f.c.audit(&workload("db", 1), 0, 10).unwrap_err(),
+        ErrorKind::Unauthenticated,
+        "unauthenticated",
+    );
+    // Nothing was committed.
+    assert_eq!(f.c.volume_state(&f.alice, "data").unwrap().version, 0);
+}
