@@ -1,0 +1,446 @@
+//! File data: chunked reads and writes, truncation and `verify`.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use rustix::io::Errno;
+
+use super::{FileData, MAX_CHUNK_WRITES_PER_FILE, MAX_FILE_SIZE, Node, State, Volume, now};
+use crate::crypto::{self, ChunkFault};
+use crate::error::{Error, Result};
+use crate::format::{CHUNK_SIZE, ChunkEntry, NONCE_LEN, STORED_CHUNK_SIZE, slot_offset};
+
+const CS: u64 = CHUNK_SIZE as u64;
+
+pub(crate) enum ChunkError {
+    Fault(u64, ChunkFault),
+    Io(std::io::Error),
+}
+
+/// One problem [`Volume::verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyProblem {
+    /// The file's path in the volume, or the backing object (`index-5`, `m/…`).
+    pub object: String,
+    /// The chunk index, for chunk problems.
+    pub chunk: Option<u64>,
+    /// What was wrong.
+    pub detail: String,
+}
+
+/// What [`Volume::verify`] checked and every problem it found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VerifyReport {
+    /// The committed version verified against.
+    pub version: u64,
+    /// Files checked.
+    pub files: u64,
+    /// Stored chunks checked.
+    pub chunks: u64,
+    /// Problems, in no particular order.
+    pub problems: Vec<VerifyProblem>,
+}
+
+impl VerifyReport {
+    /// Whether no problem was found.
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+impl Volume {
+    pub(crate) fn data_file(&self, f: &FileData, create: bool) -> std::io::Result<Arc<File>> {
+        let mut h = f.handle.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(file) = &*h {
+            return Ok(file.clone());
+        }
+        let file = Arc::new(
+            OpenOptions::new()
+                .read(true)
+                .write(!self.read_only)
+                .create(create && !self.read_only)
+                .truncate(false)
+                .open(self.data_path(&f.id))?,
+        );
+        *h = Some(file.clone());
+        Ok(file)
+    }
+
+    /// Reads and checks chunk `index` of `f` into `out` (zeros for a hole).
+    pub(crate) fn read_chunk(
+        &self,
+        f: &FileData,
+        index: u64,
+        out: &mut [u8; CHUNK_SIZE],
+    ) -> Result<(), ChunkError> {
+        let Some(Some(entry)) = f.chunks.get(index as usize) else {
+            out.fill(0);
+            return Ok(());
+        };
+        let file = self.data_file(f, false).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                ChunkError::Fault(index, ChunkFault::Missing)
+            } else {
+                ChunkError::Io(e)
+            }
+        })?;
+        let mut stored = [0u8; STORED_CHUNK_SIZE];
+        file.read_exact_at(&mut stored, slot_offset(index, entry.slot))
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    ChunkError::Fault(index, ChunkFault::Missing)
+                } else {
+                    ChunkError::Io(e)
+                }
+            })?;
+        f.cipher
+            .open(index, entry.epoch, &entry.tag, &mut stored)
+            .map_err(|fault| ChunkError::Fault(index, fault))?;
+        out.copy_from_slice(&stored[NONCE_LEN..NONCE_LEN + CHUNK_SIZE]);
+        Ok(())
+    }
+
+    /// Encrypts `plain` as chunk `index` into the slot the committed state does not use.
+    fn store_chunk(
+        &self,
+        f: &mut FileData,
+        file: &File,
+        index: u64,
+        epoch: u64,
+        plain: &[u8; CHUNK_SIZE],
+        stored: &mut [u8; STORED_CHUNK_SIZE],
+    ) -> std::io::Result<()> {
+        let slot = f
+            .committed
+            .get(index as usize)
+            .copied()
+            .flatten()
+            .map_or(0, |c| 1 - c.slot);
+        let tag = f.cipher.seal(index, epoch, plain, stored);
+        file.write_all_at(stored, slot_offset(index, slot))?;
+        let i = index as usize;
+        if f.chunks.len() <= i {
+            f.chunks.resize(i + 1, None);
+        }
+        f.chunks[i] = Some(ChunkEntry { slot, epoch, tag });
+        f.writes += 1;
+        f.dirty = true;
+        f.data_dirty = true;
+        Ok(())
+    }
+
+    pub(crate) fn chunk_error(&self, st: &State, ino: u64, e: ChunkError) -> Error {
+        match e {
+            ChunkError::Io(e) => Error::io(self.dir.join("d"), e),
+            ChunkError::Fault(chunk, fault) => {
+                let path = Self::path_of(st, ino);
+                let detail = fault.describe();
+                tracing::error!(volume = %self.id_hex, path = %path, chunk, "tampering detected: {detail}");
+                Error::Tampered {
+                    volume: self.id_hex.clone(),
+                    object: format!("{path} chunk {chunk}"),
+                    detail: detail.into(),
+                }
+            }
+        }
+    }
+
+    /// Reads up to `size` bytes at `offset` (fewer at end of file). A chunk that fails its
+    /// checks fails the read with [`Error::Tampered`] (EIO); other chunks stay readable.
+    pub fn read(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let st = self.lock_read();
+        let inode = st
+            .inodes
+            .get(&ino)
+            .ok_or(Error::posix("read", Errno::NOENT))?;
+        let f = match &inode.node {
+            Node::File(f) => f,
+            Node::Dir(_) => return Err(Error::posix("read", Errno::ISDIR)),
+            Node::Symlink(_) => return Err(Error::posix("read", Errno::INVAL)),
+        };
+        if offset >= inode.size || size == 0 {
+            return Ok(Vec::new());
+        }
+        let end = inode.size.min(offset.saturating_add(u64::from(size)));
+        let mut out = Vec::with_capacity((end - offset) as usize);
+        let mut plain = [0u8; CHUNK_SIZE];
+        for index in offset / CS..=(end - 1) / CS {
+            if let Err(e) = self.read_chunk(f, index, &mut plain) {
+                return Err(self.chunk_error(&st, ino, e));
+            }
+            let cstart = index * CS;
+            let lo = (offset.max(cstart) - cstart) as usize;
+            let hi = (end.min(cstart + CS) - cstart) as usize;
+            out.extend_from_slice(&plain[lo..hi]);
+        }
+        Ok(out)
+    }
+
+    /// Writes `data` at `offset`, extending the file if needed; partial chunks are read,
+    /// checked and rewritten. Returns the bytes written (all of them).
+    pub fn write(&self, ino: u64, offset: u64, data: &[u8]) -> Result<usize> {
+        if self.read_only {
+            return Err(Error::posix("write", Errno::ROFS));
+        }
+        let end = offset
+            .checked_add(data.len() as u64)
+            .filter(|e| *e <= MAX_FILE_SIZE)
+            .ok_or(Error::posix("write", Errno::FBIG))?;
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let mut st = self.lock_write();
+        let epoch = st.version + 1;
+        let result = {
+            let inode = st
+                .inodes
+                .get_mut(&ino)
+                .ok_or(Error::posix("write", Errno::NOENT))?;
+            let f = match &mut inode.node {
+                Node::File(f) => f,
+                Node::Dir(_) => return Err(Error::posix("write", Errno::ISDIR)),
+                Node::Symlink(_) => return Err(Error::posix("write", Errno::INVAL)),
+            };
+            self.write_chunks(f, epoch, offset, data)
+        };
+        if let Err(e) = result {
+            return Err(match e {
+                WriteError::Chunk(e) => self.chunk_error(&st, ino, e),
+                WriteError::Budget => {
+                    tracing::error!(volume = %self.id_hex, path = %Self::path_of(&st, ino), "file key's nonce budget ({MAX_CHUNK_WRITES_PER_FILE} chunk writes) exhausted; copy the file to a new one");
+                    Error::posix("write", Errno::NOSPC)
+                }
+            });
+        }
+        let inode = st.inodes.get_mut(&ino).expect("inode checked above");
+        inode.size = inode.size.max(end);
+        let t = now();
+        inode.mtime = t;
+        inode.ctime = t;
+        st.dirty = true;
+        Ok(data.len())
+    }
+
+    fn write_chunks(
+        &self,
+        f: &mut FileData,
+        epoch: u64,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), WriteError> {
+        let end = offset + data.len() as u64;
+        let (first, last) = (offset / CS, (end - 1) / CS);
+        if f.writes + (last - first + 1) > MAX_CHUNK_WRITES_PER_FILE {
+            return Err(WriteError::Budget);
+        }
+        // Read the partial first and last chunks before writing anything, so that a refused
+        // chunk leaves the file as it was.
+        let mut head = [0u8; CHUNK_SIZE];
+        let mut tail = [0u8; CHUNK_SIZE];
+        if offset % CS != 0 || end - offset < CS {
+            self.read_chunk(f, first, &mut head)?;
+        }
+        if last != first && end % CS != 0 {
+            self.read_chunk(f, last, &mut tail)?;
+        }
+        let file = self.data_file(f, true).map_err(ChunkError::Io)?;
+        // Chunks whose slots are adjacent on the host are sealed into one buffer and written
+        // with one call; the table is updated run by run, after each run is written.
+        let mut run: Vec<u8> = Vec::with_capacity(STORED_CHUNK_SIZE * 32);
+        let mut run_start = 0u64;
+        let mut run_entries: Vec<(usize, ChunkEntry)> = Vec::with_capacity(32);
+        let mut plain = [0u8; CHUNK_SIZE];
+        for index in first..=last {
+            let cstart = index * CS;
+            let lo = (offset.max(cstart) - cstart) as usize;
+            let hi = (end.min(cstart + CS) - cstart) as usize;
+            let src = &data
+                [(cstart + lo as u64 - offset) as usize..(cstart + hi as u64 - offset) as usize];
+            if index == first {
+                plain = head;
+            } else if index == last {
+                plain = tail;
+            }
+            plain[lo..hi].copy_from_slice(src);
+            let slot = f
+                .committed
+                .get(index as usize)
+                .copied()
+                .flatten()
+                .map_or(0, |c| 1 - c.slot);
+            let at = slot_offset(index, slot);
+            if !run.is_empty() && run_start + run.len() as u64 != at {
+                Self::flush_run(f, &file, run_start, &mut run, &mut run_entries)?;
+            }
+            if run.is_empty() {
+                run_start = at;
+            }
+            let len = run.len();
+            run.resize(len + STORED_CHUNK_SIZE, 0);
+            let out: &mut [u8; STORED_CHUNK_SIZE] =
+                (&mut run[len..]).try_into().expect("one stored chunk");
+            let tag = f.cipher.seal(index, epoch, &plain, out);
+            run_entries.push((index as usize, ChunkEntry { slot, epoch, tag }));
+        }
+        Self::flush_run(f, &file, run_start, &mut run, &mut run_entries)?;
+        Ok(())
+    }
+
+    fn flush_run(
+        f: &mut FileData,
+        file: &File,
+        at: u64,
+        run: &mut Vec<u8>,
+        entries: &mut Vec<(usize, ChunkEntry)>,
+    ) -> Result<(), ChunkError> {
+        if run.is_empty() {
+            return Ok(());
+        }
+        file.write_all_at(run, at).map_err(ChunkError::Io)?;
+        for (i, entry) in entries.drain(..) {
+            if f.chunks.len() <= i {
+                f.chunks.resize(i + 1, None);
+            }
+            f.chunks[i] = Some(entry);
+            f.writes += 1;
+        }
+        f.dirty = true;
+        f.data_dirty = true;
+        run.clear();
+        Ok(())
+    }
+
+    /// Sets a file's size: shrinking drops whole chunks and zeroes the tail of the new last
+    /// chunk (so that growing it again reads zeros); growing leaves a hole.
+    pub(crate) fn truncate_file(&self, st: &mut State, ino: u64, new_size: u64) -> Result<()> {
+        if new_size > MAX_FILE_SIZE {
+            return Err(Error::posix("truncate", Errno::FBIG));
+        }
+        let epoch = st.version + 1;
+        let result = {
+            let inode = st
+                .inodes
+                .get_mut(&ino)
+                .ok_or(Error::posix("truncate", Errno::NOENT))?;
+            let old = inode.size;
+            let Node::File(f) = &mut inode.node else {
+                return Err(Error::posix("truncate", Errno::ISDIR));
+            };
+            let mut r = Ok(());
+            if new_size < old {
+                let keep = new_size.div_ceil(CS);
+                if (f.chunks.len() as u64) > keep {
+                    f.chunks.truncate(keep as usize);
+                    f.dirty = true;
+                }
+                let cut = (new_size % CS) as usize;
+                if cut != 0 && f.chunks.get(keep as usize - 1).copied().flatten().is_some() {
+                    let mut plain = [0u8; CHUNK_SIZE];
+                    r = self.read_chunk(f, keep - 1, &mut plain).and_then(|()| {
+                        plain[cut..].fill(0);
+                        let file = self.data_file(f, true).map_err(ChunkError::Io)?;
+                        let mut stored = [0u8; STORED_CHUNK_SIZE];
+                        self.store_chunk(f, &file, keep - 1, epoch, &plain, &mut stored)
+                            .map_err(ChunkError::Io)
+                    });
+                }
+            }
+            r
+        };
+        if let Err(e) = result {
+            return Err(self.chunk_error(st, ino, e));
+        }
+        let inode = st.inodes.get_mut(&ino).expect("inode checked above");
+        inode.size = new_size;
+        let t = now();
+        inode.mtime = t;
+        inode.ctime = t;
+        st.dirty = true;
+        Ok(())
+    }
+
+    /// Checks the committed index and every meta object against the hash chain, and every
+    /// stored chunk of every file (including changes not yet committed) against its table;
+    /// reports every problem rather than stopping at the first. Each problem is also logged.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let st = self.lock_read();
+        let mut report = VerifyReport {
+            version: st.version,
+            ..VerifyReport::default()
+        };
+        let name = Self::index_name(st.version);
+        match std::fs::read(self.dir.join(&name)) {
+            Ok(bytes) if crypto::sha256(&bytes) == st.root => {}
+            Ok(_) => report.problems.push(VerifyProblem {
+                object: name,
+                chunk: None,
+                detail: "SHA-256 differs from the trusted root".into(),
+            }),
+            Err(e) => report.problems.push(VerifyProblem {
+                object: name,
+                chunk: None,
+                detail: format!("cannot read: {e}"),
+            }),
+        }
+        let mut inos: Vec<u64> = st.inodes.keys().copied().collect();
+        inos.sort_unstable();
+        let mut plain = [0u8; CHUNK_SIZE];
+        for ino in inos {
+            let inode = &st.inodes[&ino];
+            let Node::File(f) = &inode.node else { continue };
+            report.files += 1;
+            let path = Self::path_of(&st, ino);
+            if f.meta_version > 0 && inode.linked {
+                let object = format!("m/{}-{}", hex::encode(f.id), f.meta_version);
+                match std::fs::read(self.meta_path(&f.id, f.meta_version)) {
+                    Ok(b) if crypto::sha256(&b) == f.meta_hash => {}
+                    Ok(_) => report.problems.push(VerifyProblem {
+                        object: format!("{path} ({object})"),
+                        chunk: None,
+                        detail: "meta object's SHA-256 differs from the index's".into(),
+                    }),
+                    Err(e) => report.problems.push(VerifyProblem {
+                        object: format!("{path} ({object})"),
+                        chunk: None,
+                        detail: format!("cannot read meta object: {e}"),
+                    }),
+                }
+            }
+            for index in 0..f.chunks.len() as u64 {
+                if f.chunks[index as usize].is_none() {
+                    continue;
+                }
+                report.chunks += 1;
+                match self.read_chunk(f, index, &mut plain) {
+                    Ok(()) => {}
+                    Err(ChunkError::Fault(chunk, fault)) => report.problems.push(VerifyProblem {
+                        object: path.clone(),
+                        chunk: Some(chunk),
+                        detail: fault.describe().into(),
+                    }),
+                    Err(ChunkError::Io(e)) => report.problems.push(VerifyProblem {
+                        object: path.clone(),
+                        chunk: Some(index),
+                        detail: format!("I/O error: {e}"),
+                    }),
+                }
+            }
+        }
+        for p in &report.problems {
+            tracing::error!(volume = %self.id_hex, object = %p.object, chunk = ?p.chunk, "verify: {}", p.detail);
+        }
+        Ok(report)
+    }
+}
+
+pub(crate) enum WriteError {
+    Chunk(ChunkError),
+    Budget,
+}
+
+impl From<ChunkError> for WriteError {
+    fn from(e: ChunkError) -> Self {
+        WriteError::Chunk(e)
+    }
+}
