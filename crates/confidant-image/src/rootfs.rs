@@ -1,12 +1,15 @@
 //! Turning an image into a root filesystem: stage, verify, then commit.
 //!
-//! For each layer, in order: the blob is decrypted (if encrypted) into a staging file while its
-//! HMAC and digest are checked; it is decompressed into a second staging file while its DiffID
-//! is computed and compared with the config's; only then is the verified tar unpacked — into a
-//! staging directory next to the target, renamed to the target when every layer is in. A
-//! tampered layer therefore leaves nothing behind.
+//! For each layer, in order, in one streaming pass: the blob is read and decrypted (if encrypted)
+//! while its digest and HMAC are computed; the plaintext is decompressed while its DiffID is
+//! computed, and the tar is applied to a staging directory next to the target as it arrives.
+//! The blob's digest, the HMAC, the plaintext digest of the private options and the DiffID are
+//! all checked at the end of the layer; the staging directory is renamed to the target only when
+//! every layer passed, and is removed on any failure. A tampered layer therefore leaves nothing
+//! behind, and decrypted bytes only ever reach the filesystem of the target.
 
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{BufReader, Read, Write};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::path::Path;
 
 use oci_spec::image::ImageConfiguration;
@@ -17,7 +20,7 @@ use crate::copy::{
     Platform, Progress, ProgressReader, is_encrypted, resolve_manifest, verified_blob,
 };
 use crate::crypt::{self, DecryptionKeys};
-use crate::digest::{Digest, HashingWriter, unwrap_io};
+use crate::digest::{Digest, HashingReader, unwrap_io};
 use crate::error::{Error, Result};
 use crate::source::ImageSource;
 use crate::unpack::{Budget, UnpackOptions, unpack_layer_at};
@@ -95,53 +98,70 @@ pub fn unpack_image(
     let mut bytes = 0u64;
     for (i, (l, diff_id)) in manifest.layers().iter().zip(diff_ids).enumerate() {
         progress.layer_start(i, l.digest().as_ref(), l.size());
-        // 1. The blob, decrypted and verified, in a staging file.
-        // Scratch files live next to the target (a tmpfs for the agent), never in $TMPDIR:
-        // decrypted layers must not reach another filesystem.
-        let mut blob = tempfile::tempfile_in(parent)
-            .map_err(|e| Error::io("creating a staging file in", parent, e))?;
-        {
-            let mut r = ProgressReader::new(verified_blob(src, l)?, progress, i);
-            if is_encrypted(l) {
-                let ann = l.annotations().clone().unwrap_or_default();
-                crypt::decrypt_layer(&mut r, &mut blob, &ann, keys)?;
-            } else {
-                std::io::copy(&mut r, &mut blob)
-                    .map_err(|e| unwrap_io(e, "reading layer", Path::new(l.digest().as_ref())))?;
-            }
-        }
-        blob.seek(SeekFrom::Start(0))
-            .map_err(|e| Error::io("rewinding", "staging file", e))?;
-        // 2. Decompressed, its DiffID checked. The decompressed tars of all layers together may
-        // not exceed the byte budget: a decompression bomb stops here, not on a full disk.
         let plain_media_type = if is_encrypted(l) {
             crypt::decrypted_media_type(l.media_type().as_ref())?
         } else {
             l.media_type().to_string()
         };
         let comp = Compression::from_media_type(&plain_media_type)?;
-        let tar = tempfile::tempfile_in(parent)
-            .map_err(|e| Error::io("creating a staging file in", parent, e))?;
-        let mut w = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, tar));
-        let allowed = opts.max_total_bytes.saturating_sub(bytes);
-        let mut decoded = comp
-            .decoder(BufReader::with_capacity(1 << 20, blob))?
-            .take(allowed.saturating_add(1));
-        std::io::copy(&mut decoded, &mut w).map_err(|e| {
-            Error::malformed(
-                format!("layer {}", l.digest()),
-                format!("decompressing: {e}"),
-            )
-        })?;
-        let (got, size, buf) = w.finish();
-        if size > allowed {
-            return Err(Error::Limit(format!(
-                "layer {} decompresses past the limit of {} bytes for the whole image",
-                l.digest(),
-                opts.max_total_bytes
-            )));
-        }
         let want = Digest::parse(diff_id)?;
+        let allowed = opts.max_total_bytes.saturating_sub(bytes);
+        let (pipe_in, pipe_out) = pipe();
+        // One pass per layer, on two threads: this one reads the blob and decrypts it (checking
+        // its digest, HMAC and plaintext digest at the end); the other decompresses, computes the
+        // DiffID and applies the tar to the staging tree as the bytes arrive. The checks that
+        // can only be made at the end of the stream are made before the tree is committed: on
+        // any failure the staging tree is discarded, so unauthenticated bytes never reach the
+        // target. (The unpacker is built for hostile tars, and the byte budget bounds what a
+        // forged layer could write to the staging tree before it is refused.)
+        let (produced, consumed) = std::thread::scope(|s| {
+            let staging_path = staging.path();
+            let budget = &mut budget;
+            let consumer = s.spawn(move || -> Result<(Digest, u64)> {
+                let mut decoded = HashingReader::new(
+                    comp.decoder(BufReader::with_capacity(1 << 20, pipe_out))?
+                        .take(allowed.saturating_add(1)),
+                );
+                let applied = unpack_layer_at(staging_path, &mut decoded, opts, budget);
+                // What follows the tar's end-of-archive marker counts for the DiffID too.
+                let drained = std::io::copy(&mut decoded, &mut std::io::sink());
+                let (got, size) = decoded.finish();
+                if size > allowed {
+                    return Err(Error::Limit(format!(
+                        "layer decompresses past the limit of {} bytes for the whole image",
+                        opts.max_total_bytes
+                    )));
+                }
+                applied?;
+                drained.map_err(|e| Error::malformed("layer", format!("decompressing: {e}")))?;
+                Ok((got, size))
+            });
+            let mut pipe_in = pipe_in;
+            let produced = (|| -> Result<()> {
+                let mut r = ProgressReader::new(verified_blob(src, l)?, progress, i);
+                if is_encrypted(l) {
+                    let ann = l.annotations().clone().unwrap_or_default();
+                    crypt::decrypt_layer(&mut r, &mut pipe_in, &ann, keys)?;
+                } else {
+                    std::io::copy(&mut r, &mut pipe_in).map_err(|e| {
+                        unwrap_io(e, "reading layer", Path::new(l.digest().as_ref()))
+                    })?;
+                }
+                pipe_in
+                    .flush()
+                    .map_err(|e| Error::io("writing", "the unpack pipe", e))
+            })();
+            // The end of the stream (or of a failed one) for the consumer.
+            drop(pipe_in);
+            let consumed = consumer
+                .join()
+                .unwrap_or_else(|_| Err(Error::malformed("layer", "the unpack thread panicked")));
+            (produced, consumed)
+        });
+        // The blob's own checks (digest, HMAC, plaintext digest) explain a failure best: a
+        // tampered ciphertext also makes the decompressor or the tar parser fail.
+        produced.map_err(|e| layer_error(l.digest().as_ref(), e))?;
+        let (got, size) = consumed.map_err(|e| layer_error(l.digest().as_ref(), e))?;
         if got != want {
             return Err(Error::integrity(
                 format!("layer {} diff_id", l.digest()),
@@ -149,18 +169,6 @@ pub fn unpack_image(
                 got.to_string(),
             ));
         }
-        let mut tar = buf
-            .into_inner()
-            .map_err(|e| Error::io("writing", "staging file", e.into_error()))?;
-        tar.seek(SeekFrom::Start(0))
-            .map_err(|e| Error::io("rewinding", "staging file", e))?;
-        // 3. Applied to the staging tree.
-        unpack_layer_at(
-            staging.path(),
-            BufReader::with_capacity(1 << 20, tar),
-            opts,
-            &mut budget,
-        )?;
         bytes += size;
         progress.layer_done(i);
     }
@@ -173,4 +181,105 @@ pub fn unpack_image(
         layers: manifest.layers().len(),
         bytes,
     })
+}
+
+/// Which layer an error is about, unless it already says so.
+fn layer_error(digest: &str, e: Error) -> Error {
+    match e {
+        Error::Malformed { what, reason } if !what.contains(digest) => {
+            Error::malformed(format!("layer {digest}"), format!("{what}: {reason}"))
+        }
+        Error::Limit(reason) if !reason.contains(digest) => {
+            Error::Limit(format!("layer {digest}: {reason}"))
+        }
+        other => other,
+    }
+}
+
+/// The in-memory pipe between the decrypting and the unpacking thread: chunks of up to
+/// [`PIPE_CHUNK`] bytes, at most [`PIPE_DEPTH`] in flight (bounded memory).
+fn pipe() -> (PipeWriter, PipeReader) {
+    let (tx, rx) = sync_channel(PIPE_DEPTH);
+    (
+        PipeWriter {
+            tx: Some(tx),
+            buf: Vec::with_capacity(PIPE_CHUNK),
+        },
+        PipeReader {
+            rx,
+            chunk: Vec::new(),
+            pos: 0,
+        },
+    )
+}
+
+const PIPE_CHUNK: usize = 256 << 10;
+const PIPE_DEPTH: usize = 4;
+
+/// The writing end. When the reader is gone (the unpack failed), what is written is dropped, so
+/// the decryption still runs to its end and reports its own checks.
+struct PipeWriter {
+    tx: Option<SyncSender<Vec<u8>>>,
+    buf: Vec<u8>,
+}
+
+impl PipeWriter {
+    fn send(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(PIPE_CHUNK));
+        if let Some(tx) = &self.tx {
+            if tx.send(chunk).is_err() {
+                self.tx = None;
+            }
+        }
+    }
+}
+
+impl Write for PipeWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = data.len().min(PIPE_CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == PIPE_CHUNK {
+            self.send();
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send();
+        Ok(())
+    }
+}
+
+impl Drop for PipeWriter {
+    fn drop(&mut self) {
+        self.send();
+    }
+}
+
+/// The reading end: end of stream once the writer is dropped.
+struct PipeReader {
+    rx: Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for PipeReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(c) => {
+                    self.chunk = c;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.chunk.len() - self.pos);
+        out[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }

@@ -30,7 +30,7 @@ fn zero_layer(size: u64) -> (Vec<u8>, Digest) {
         b.finish().unwrap();
     }
     let diff_id = Digest::of(&tar);
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(&tar).unwrap();
     (gz.finish().unwrap(), diff_id)
 }

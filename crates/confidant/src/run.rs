@@ -154,7 +154,12 @@ fn agent(args: RunArgs, home: &Path, format: Format) -> Result<u8> {
     // The simulation TEE's launch measurement: the agent binary, hashed while the image and the
     // coordinator are asked (on hardware the TEE measures at launch).
     let measuring = (args.tee == TeeChoice::Sim)
-        .then(|| std::thread::spawn(|| SimAttester::measure_file(Path::new("/proc/self/exe"))));
+        .then(|| {
+            let platform_dir = SimPlatform::dir(home);
+            std::thread::spawn(move || {
+                SimAttester::measure_file_cached(Path::new("/proc/self/exe"), &platform_dir)
+            })
+        });
     let (client, _saved) = client::pinned_client(home, &args.coordinator, None)?;
     // 1. The image's manifest: its digest is what the package may decrypt.
     let name = ImageName::parse(&args.image)?;

@@ -283,19 +283,15 @@ impl Runtime {
                 found: "a run of this Runtime in progress",
             });
         }
-        match self.state(id) {
-            Err(RunError::NotFound { .. }) => {}
-            Ok(_) => {
-                self.active_ids().remove(id);
-                return Err(RunError::IdInUse {
-                    id: id.to_owned(),
-                    found: "a container in the state directory",
-                });
-            }
-            Err(e) => {
-                self.active_ids().remove(id);
-                return Err(e);
-            }
+        // runc, crun and youki keep a container's state in `<root>/<id>/`: its presence means
+        // the id is taken. Looking is ~25 ms cheaper than asking `runtime state ID` (a process
+        // start), which matters on the cold-start path.
+        if fs::symlink_metadata(self.state_root.join(id)).is_ok() {
+            self.active_ids().remove(id);
+            return Err(RunError::IdInUse {
+                id: id.to_owned(),
+                found: "a container in the state directory",
+            });
         }
         let log = self.state_root.join(format!(".{id}.log.json"));
         let cleanup = Cleanup {

@@ -55,6 +55,54 @@ impl SimAttester {
         Ok(h.finalize().into())
     }
 
+    /// [`SimAttester::measure_file`], remembered in `cache_dir` (the simulation platform's
+    /// directory) per file version, as Linux IMA measures a file once per inode version: the file
+    /// is hashed again only when its device, inode, size, modification or change time differ from
+    /// the remembered ones. The change time cannot be set from user space, so a binary rewritten
+    /// in place is measured again.
+    ///
+    /// SIMULATION only: whoever can write `cache_dir` can also read the platform key next to it
+    /// and sign any measurement, so the cache adds no trust assumption. On hardware the TEE
+    /// measures at launch and nothing is cached by us. Any problem with the cache (unreadable,
+    /// malformed, not writable) falls back to hashing the file.
+    pub fn measure_file_cached(
+        path: &std::path::Path,
+        cache_dir: &std::path::Path,
+    ) -> std::io::Result<[u8; 48]> {
+        let cache = cache_dir.join(MEASUREMENT_CACHE_FILE);
+        let before = FileVersion::of(path)?;
+        let remembered = std::fs::read_to_string(&cache).unwrap_or_default();
+        if let Some(m) = remembered
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{before} ")))
+            .and_then(|h| hex::decode(h.trim()).ok())
+            .and_then(|b| <[u8; 48]>::try_from(b).ok())
+        {
+            return Ok(m);
+        }
+        let measurement = Self::measure_file(path)?;
+        // Remember it only if the file did not change while it was read.
+        if FileVersion::of(path)? == before {
+            let mut lines: Vec<&str> = remembered
+                .lines()
+                .filter(|l| !l.is_empty())
+                .rev()
+                .take(MEASUREMENT_CACHE_ENTRIES - 1)
+                .collect();
+            lines.reverse();
+            let mut text = lines.join("\n");
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            text.push_str(&format!("{before} {}\n", hex::encode(measurement)));
+            let tmp = cache_dir.join(format!(".{MEASUREMENT_CACHE_FILE}.{}", std::process::id()));
+            if std::fs::write(&tmp, text).is_ok() && std::fs::rename(&tmp, &cache).is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+        }
+        Ok(measurement)
+    }
+
     /// Sets the product id and security version the reports claim.
     pub fn with_version(mut self, product_id: u16, svn: u16) -> Self {
         self.product_id = product_id;
@@ -108,5 +156,73 @@ impl Attester for SimAttester {
             report_data: *report_data,
         });
         Ok(Evidence::new(Tee::Sim, report.to_bytes()))
+    }
+}
+
+/// The file in the simulation platform's directory remembering measured files.
+const MEASUREMENT_CACHE_FILE: &str = "measurements";
+/// How many file versions it remembers (the oldest are dropped).
+const MEASUREMENT_CACHE_ENTRIES: usize = 32;
+
+/// What identifies one version of a file: device, inode, size, modification and change times.
+#[derive(Debug, PartialEq, Eq)]
+struct FileVersion(String);
+
+impl FileVersion {
+    fn of(path: &std::path::Path) -> std::io::Result<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path)?;
+        Ok(FileVersion(format!(
+            "{}:{}:{}:{}.{:09}:{}.{:09}",
+            m.dev(),
+            m.ino(),
+            m.size(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec()
+        )))
+    }
+}
+
+impl std::fmt::Display for FileVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::SimAttester;
+
+    #[test]
+    fn a_cached_measurement_is_reused_until_the_file_changes() {
+        let t = tempfile::tempdir().unwrap();
+        let file = t.path().join("agent");
+        std::fs::write(&file, b"version one").unwrap();
+        let first = SimAttester::measure_file_cached(&file, t.path()).unwrap();
+        assert_eq!(first, SimAttester::measure(b"version one"));
+        let cache = std::fs::read_to_string(t.path().join("measurements")).unwrap();
+        assert_eq!(cache.lines().count(), 1, "{cache}");
+        // A hit: the same answer, the cache unchanged.
+        assert_eq!(
+            SimAttester::measure_file_cached(&file, t.path()).unwrap(),
+            first
+        );
+        assert_eq!(
+            std::fs::read_to_string(t.path().join("measurements")).unwrap(),
+            cache
+        );
+        // Rewritten in place with the same length: the change time moves, so it is hashed again.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&file, b"version two").unwrap();
+        let second = SimAttester::measure_file_cached(&file, t.path()).unwrap();
+        assert_eq!(second, SimAttester::measure(b"version two"));
+        // A garbled cache is ignored, not trusted.
+        std::fs::write(t.path().join("measurements"), b"\xff\xfe garbage").unwrap();
+        assert_eq!(
+            SimAttester::measure_file_cached(&file, t.path()).unwrap(),
+            second
+        );
     }
 }

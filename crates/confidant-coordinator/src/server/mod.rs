@@ -181,8 +181,9 @@ pub fn run(mut config: ServerConfig, on_start: impl FnOnce(&Started)) -> Result<
     listener
         .set_nonblocking(true)
         .map_err(|e| err("listening socket")(&e))?;
-    let measurement = SimAttester::measure_file(Path::new("/proc/self/exe"))
-        .map_err(|e| err("reading /proc/self/exe to measure the coordinator")(&e))?;
+    let measurement =
+        SimAttester::measure_file_cached(Path::new("/proc/self/exe"), &config.sim_dir)
+            .map_err(|e| err("reading /proc/self/exe to measure the coordinator")(&e))?;
     let sim = Arc::new(Sim {
         dir: config.sim_dir.clone(),
         measurement,
