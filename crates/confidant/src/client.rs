@@ -199,6 +199,15 @@ impl ClientIdentity {
         })?;
         Ok(ClientIdentity { chain, key })
     }
+
+    /// A certificate chain and private key from PEM text in memory (the workload certificate
+    /// chain of an activation and the key behind its CSR).
+    pub fn from_pem(chain_pem: &str, key_pem: &str) -> Result<ClientIdentity> {
+        let chain = certificates_from_pem(chain_pem.as_bytes())?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+            .map_err(|e| anyhow!("expected a PEM private key (PKCS#8, PKCS#1 or SEC1): {e}"))?;
+        Ok(ClientIdentity { chain, key })
+    }
 }
 
 /// Reads every PEM `CERTIFICATE` of a file; at least one.

@@ -18,6 +18,7 @@ mod run;
 mod secret;
 mod status;
 mod verify;
+mod volume;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -82,6 +83,10 @@ enum Command {
     /// the image into memory, start the mesh proxy, run the app under an OCI runtime. Exits with
     /// the app's exit code, or 125 when the app could not be started.
     Run(run::RunArgs),
+    /// Protected volumes on a single machine (a key file and a local state file): create,
+    /// mount (FUSE), seal a directory, verify, inspect.
+    #[command(subcommand)]
+    Volume(volume::VolumeCommand),
 }
 
 /// The outcome of a command, mapped to the exit code.
@@ -100,7 +105,10 @@ pub const EXIT_MALFORMED: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let home = home::resolve(cli.home.clone());
-    if matches!(cli.command, Command::Run(_) | Command::Coordinator(_)) {
+    if matches!(
+        cli.command,
+        Command::Run(_) | Command::Coordinator(_) | Command::Volume(_)
+    ) {
         // Long-running commands log what they refuse and why (the mesh, the coordinator's API).
         tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
@@ -119,6 +127,7 @@ fn main() -> ExitCode {
         Command::Certificate(cmd) => status::certificate(cmd, &home, cli.output),
         Command::Recover(args) => recover::run(args, &home, cli.output),
         Command::Run(args) => run::run(args, &home, cli.output),
+        Command::Volume(cmd) => volume::run(cmd, cli.output),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

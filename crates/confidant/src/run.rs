@@ -87,6 +87,13 @@ pub struct RunArgs {
     /// Registry: use plain HTTP (loopback registries only).
     #[arg(long)]
     plain_http: bool,
+    /// The backing directory of a protected volume the activation grants: `NAME=HOSTDIR`
+    /// (default: VOLUME_ROOT/WORKLOAD/NAME). The host sees only ciphertext there.
+    #[arg(long = "volume", value_name = "NAME=HOSTDIR")]
+    volumes: Vec<String>,
+    /// Where protected volumes' backing directories are kept by default.
+    #[arg(long, default_value = "/var/lib/confidant/volumes", value_name = "DIR")]
+    volume_root: PathBuf,
 }
 
 fn parse_size(s: &str) -> Result<u64> {
@@ -153,14 +160,14 @@ fn agent(args: RunArgs, home: &Path, format: Format) -> Result<u8> {
     let memory = parse_size(&args.memory)?;
     // The simulation TEE's launch measurement: the agent binary, hashed while the image and the
     // coordinator are asked (on hardware the TEE measures at launch).
-    let measuring = (args.tee == TeeChoice::Sim)
-        .then(|| {
-            let platform_dir = SimPlatform::dir(home);
-            std::thread::spawn(move || {
-                SimAttester::measure_file_cached(Path::new("/proc/self/exe"), &platform_dir)
-            })
-        });
-    let (client, _saved) = client::pinned_client(home, &args.coordinator, None)?;
+    let measuring = (args.tee == TeeChoice::Sim).then(|| {
+        let platform_dir = SimPlatform::dir(home);
+        std::thread::spawn(move || {
+            SimAttester::measure_file_cached(Path::new("/proc/self/exe"), &platform_dir)
+        })
+    });
+    let (client, saved) = client::pinned_client(home, &args.coordinator, None)?;
+    let volume_dirs = volume_dirs(&args)?;
     // 1. The image's manifest: its digest is what the package may decrypt.
     let name = ImageName::parse(&args.image)?;
     let topts = TransportOptions {
@@ -224,7 +231,7 @@ fn agent(args: RunArgs, home: &Path, format: Format) -> Result<u8> {
     let keys = released_keys(&manifest_bytes, &answer["layer_keys"])?;
     let id = container_id(&args.workload);
     let memfs = MemFs::mount(&args.run_dir.join(&id), memory)?;
-    let result = (|| -> Result<u8> {
+    let result = (|| -> Result<(u8, Vec<Value>)> {
         let rootfs = memfs.path().join("rootfs");
         unpack_image(
             src.as_mut(),
@@ -246,9 +253,72 @@ fn agent(args: RunArgs, home: &Path, format: Format) -> Result<u8> {
         let argv: Vec<String> =
             serde_json::from_value(params["args"].clone()).context("the activation's args")?;
         let process = app_process(&config, &rootfs, &argv, &env)?;
-        // 5. The mesh proxy with the workload's identity.
+        // 5. Protected volumes: opened (or created) as their policy says, checked against the
+        // coordinator's version and root, mounted in the tmpfs and bound into the container.
+        // Dropping them (any error below) unmounts, which commits.
+        check_stop("before the volumes were mounted")?;
+        let mut volumes = Vec::new();
+        for grant in crate::volume::Grant::parse_all(&answer["volumes"])? {
+            let name = grant.volume.clone();
+            let dir = volume_dirs
+                .get(&name)
+                .cloned()
+                .unwrap_or_else(|| args.volume_root.join(&args.workload).join(&name));
+            let client = if grant.policy == "ephemeral" {
+                None
+            } else {
+                let identity = client::ClientIdentity::from_pem(
+                    answer["chain"].as_str().unwrap_or_default(),
+                    &key.private_key_pem(),
+                )
+                .context("the activation's certificate chain")?;
+                Some(client::Client::new(
+                    &args.coordinator.address()?,
+                    &saved.trust(),
+                    Some(identity),
+                )?)
+            };
+            let inside = rootfs.join(grant.path.trim_start_matches('/'));
+            let new_root_owner = std::fs::symlink_metadata(&inside)
+                .ok()
+                .filter(std::fs::Metadata::is_dir)
+                .map_or((0o755, process.uid, process.gid), |m| {
+                    use std::os::unix::fs::MetadataExt as _;
+                    (m.mode(), m.uid(), m.gid())
+                });
+            let sayer = |l: &str| say(format, l);
+            let v = crate::volume::mount_grant(
+                grant,
+                crate::volume::AgentVolumeConfig {
+                    ephemeral_parent: dir
+                        .parent()
+                        .map_or_else(|| args.volume_root.clone(), Path::to_path_buf),
+                    dir,
+                    mountpoint: memfs.path().join("volumes").join(&name),
+                    new_root_owner,
+                    client,
+                    say: &sayer,
+                },
+            )?;
+            say(
+                format,
+                &format!(
+                    "volume {name}: mounted version {} at {} ({}, {})",
+                    v.mounted_version,
+                    v.grant.path,
+                    v.grant.policy,
+                    if v.grant.read_only {
+                        "read-only"
+                    } else {
+                        "read-write"
+                    }
+                ),
+            );
+            volumes.push(v);
+        }
+        // 6. The mesh proxy with the workload's identity.
         let mesh = start_mesh(&args, &key, &answer, format)?;
-        // 6. The OCI bundle, run in the foreground.
+        // 7. The OCI bundle, run in the foreground.
         let mut spec = BundleSpec::new(&rootfs, process.args.clone());
         spec.env = process.env.clone();
         spec.cwd = PathBuf::from(&process.cwd);
@@ -259,6 +329,8 @@ fn agent(args: RunArgs, home: &Path, format: Format) -> Result<u8> {
         };
         spec.hostname = Some(args.workload.clone());
         spec.mounts = files;
+        spec.mounts
+            .extend(volumes.iter().filter_map(crate::volume::AgentVolume::bind));
         let bundle = spec.write_temp(memfs.path())?;
         let runtime = Runtime::with_state_in(&args.runtime, memfs.path())?;
         check_stop("before the app started")?;
@@ -284,19 +356,63 @@ fn agent(args: RunArgs, home: &Path, format: Format) -> Result<u8> {
         }
         let exit = exit?;
         say(format, &format!("the app exited with {}", exit.code()));
-        Ok(u8::try_from(exit.code()).unwrap_or(EXIT_AGENT_FAILED))
+        // Unmount the volumes: each commits its last state to the coordinator.
+        let mut report = Vec::new();
+        for mut v in volumes {
+            let name = v.grant.volume.clone();
+            let committed = match v.unmount() {
+                Ok(s) => s,
+                Err(e) => {
+                    say(format, &format!("ERROR: volume {name}: {e:#}"));
+                    tracing::error!(volume = %name, "unmount: {e:#}");
+                    None
+                }
+            };
+            if let Some(s) = committed {
+                say(
+                    format,
+                    &format!("volume {name}: unmounted, committed version {}", s.version),
+                );
+            }
+            report.push(json!({
+                "volume": name,
+                "path": v.grant.path,
+                "policy": v.grant.policy,
+                "read_only": v.grant.read_only,
+                "mounted_version": v.mounted_version,
+                "committed_version": committed.map(|s| s.version),
+            }));
+        }
+        Ok((
+            u8::try_from(exit.code()).unwrap_or(EXIT_AGENT_FAILED),
+            report,
+        ))
     })();
     let released = memfs.release();
-    let code = result?;
+    let (code, volumes) = result?;
     released?;
     if format == Format::Json {
         crate::outln!(
             "{}",
-            json!({"activation": activation, "image": image_digest, "exit_code": code})
+            json!({"activation": activation, "image": image_digest, "exit_code": code, "volumes": volumes})
         );
     }
     std::io::stdout().flush().ok();
     Ok(code)
+}
+
+/// The `--volume NAME=HOSTDIR` overrides.
+fn volume_dirs(args: &RunArgs) -> Result<BTreeMap<String, PathBuf>> {
+    let mut out = BTreeMap::new();
+    for v in &args.volumes {
+        let (name, dir) = v
+            .split_once('=')
+            .filter(|(n, d)| !n.is_empty() && !d.is_empty())
+            .ok_or_else(|| anyhow!("--volume {v:?}: expected NAME=HOSTDIR"))?;
+        client::check_name("--volume name", name)?;
+        out.insert(name.to_string(), PathBuf::from(dir));
+    }
+    Ok(out)
 }
 
 /// Kills the app if it is still running [`STOP_GRACE`] after a stop signal was forwarded to

@@ -1,0 +1,451 @@
+//! `confidant run` with protected volumes, the real coordinator, runc and Redis: Redis keeps its
+//! append-only file on a `rollback_protected` volume (examples/redis/manifest-volume.yaml), its
+//! keys survive a restart, the backing directory holds only ciphertext, and a run on an older
+//! copy of the backing directory (restored after a later commit) is refused with exit 125,
+//! leaving nothing behind. Needs root, /dev/fuse, runc, redis-server/redis-cli and umoci; skips
+//! with a message otherwise.
+
+mod coord;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use coord::{Client, confidant, indent, setup, start};
+use serde_json::Value;
+
+fn ready() -> bool {
+    let root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
+    let have = |b: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {b}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !(root
+        && Path::new("/dev/fuse").exists()
+        && have("runc")
+        && have("redis-server")
+        && have("redis-cli")
+        && have("umoci"))
+    {
+        eprintln!("skipped: needs root, /dev/fuse, runc, redis-server, redis-cli and umoci");
+        return false;
+    }
+    true
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn run_ok(c: &mut Command) -> Output {
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{c:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    home: PathBuf,
+    _coordinator: coord::Coordinator,
+    address: String,
+    ops: (PathBuf, PathBuf),
+    run_dir: PathBuf,
+    port: u16,
+}
+
+/// A coordinator, the Redis image encrypted for it, and examples/redis/manifest-volume.yaml
+/// (changed by `edit`) with the mesh on `port`.
+fn prepare(port: u16, edit: impl Fn(String) -> String) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, ops_pem, cert, key) = setup(dir.path());
+    let coordinator = start(&home);
+    let address = coordinator.url.trim_start_matches("https://").to_string();
+    let own = hex::encode(confidant_attest::attester::sim::SimAttester::measure(
+        &std::fs::read(env!("CARGO_BIN_EXE_confidant")).unwrap(),
+    ));
+    let refs = dir.path().join("ref.json");
+    std::fs::write(&refs, format!("{{\"measurements\": [\"{own}\"]}}")).unwrap();
+    run_ok(
+        confidant(&home)
+            .args(["verify", "--coordinator", &address, "--reference-values"])
+            .arg(&refs),
+    );
+    let key_pem =
+        run_ok(confidant(&home).args(["certificate", "image-key", "--coordinator", &address]))
+            .stdout;
+    std::fs::write(dir.path().join("image-key.pem"), key_pem).unwrap();
+    let root =
+        run_ok(confidant(&home).args(["certificate", "root", "--coordinator", &address])).stdout;
+    std::fs::write(dir.path().join("root.pem"), root).unwrap();
+    let plain = dir.path().join("plain");
+    run_ok(Command::new(repo().join("examples/redis/build-image.sh")).arg(&plain));
+    let enc = dir.path().join("enc");
+    run_ok(confidant(&home).args([
+        "image",
+        "encrypt",
+        "--coordinator-key",
+        &dir.path().join("image-key.pem").to_string_lossy(),
+        &format!("oci:{}:latest", plain.display()),
+        &format!("oci:{}:latest", enc.display()),
+    ]));
+    let inspect = run_ok(confidant(&home).args([
+        "-o",
+        "json",
+        "image",
+        "inspect",
+        &format!("oci:{}:latest", enc.display()),
+    ]));
+    let digest = serde_json::from_slice::<Value>(&inspect.stdout).unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let config_id = hex::encode(confidant_attest::attester::sim::SimAttester::config_id(&[
+        &digest, "redis",
+    ]));
+    let manifest = std::fs::read_to_string(repo().join("examples/redis/manifest-volume.yaml"))
+        .unwrap()
+        .replace("${MEASUREMENT}", &own)
+        .replace("${CONFIG_ID}", &config_id)
+        .replace("${IMAGE_DIGEST}", &digest)
+        .replace("${OPS_CERT}", indent(&ops_pem, 6).trim_end())
+        .replace("port: 6380", &format!("port: {port}"));
+    let manifest = edit(manifest);
+    let anon = Client {
+        url: coordinator.url.clone(),
+        cert: None,
+    };
+    let (code, body) = anon.call("POST", "/api/v1/manifest", Some(manifest.as_bytes()));
+    assert_eq!(code, 201, "{body}");
+    let run_dir = dir.path().join("run");
+    Setup {
+        home,
+        _coordinator: coordinator,
+        address,
+        ops: (cert, key),
+        run_dir,
+        dir,
+        port,
+    }
+}
+
+/// A `confidant run` in the background, stopped with SIGTERM on drop (then killed).
+struct Running(Option<Child>);
+
+impl Running {
+    /// SIGTERM, and the exit code.
+    fn stop(mut self) -> i32 {
+        let mut c = self.0.take().unwrap();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
+        c.wait().unwrap().code().unwrap_or(-1)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let Some(mut c) = self.0.take() else { return };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            if let Ok(Some(_)) = c.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+impl Setup {
+    fn image(&self) -> String {
+        format!("oci:{}:latest", self.dir.path().join("enc").display())
+    }
+
+    fn backing(&self) -> PathBuf {
+        self.dir.path().join("volumes/data")
+    }
+
+    fn run(&self, log: &str) -> Command {
+        let mut c = confidant(&self.home);
+        c.args([
+            "run",
+            "--coordinator",
+            &self.address,
+            "--workload",
+            "redis",
+            "--tee",
+            "sim",
+            "--run-dir",
+        ])
+        .arg(&self.run_dir)
+        .arg("--volume")
+        .arg(format!("data={}", self.backing().display()))
+        .arg(self.image())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(self.dir.path().join(log)).unwrap());
+        c
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
+    }
+
+    fn start(&self, log: &str) -> Running {
+        let mut child = self.run(log).spawn().unwrap();
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("confidant run exited early ({status}): {}", self.log(log));
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(90),
+                "port never opened"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let r = Running(Some(child));
+        let start = Instant::now();
+        while self.cli(&["PING"]) != "PONG" {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "redis never answered: {}",
+                self.log(log)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        r
+    }
+
+    fn secret(&self, name: &str) -> Value {
+        let out = run_ok(
+            confidant(&self.home)
+                .args([
+                    "-o",
+                    "json",
+                    "secret",
+                    "get",
+                    "--coordinator",
+                    &self.address,
+                    "--cert",
+                ])
+                .arg(&self.ops.0)
+                .arg("--key")
+                .arg(&self.ops.1)
+                .arg(name),
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// redis-cli through the mesh with a client certificate and the password.
+    fn cli(&self, args: &[&str]) -> String {
+        let d = self.dir.path();
+        if !d.join("client.crt").exists() {
+            let c = self.secret("redis_client");
+            std::fs::write(d.join("client.crt"), c["cert"].as_str().unwrap()).unwrap();
+            std::fs::write(d.join("client.key"), c["key"].as_str().unwrap()).unwrap();
+            let p = self.secret("redis_password");
+            use base64::Engine as _;
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(p["value"].as_str().unwrap())
+                .unwrap();
+            std::fs::write(d.join("password"), hex::encode(raw)).unwrap();
+        }
+        let password = std::fs::read_to_string(d.join("password")).unwrap();
+        let out = Command::new("timeout")
+            .args(["20", "redis-cli", "--tls", "--cacert"])
+            .arg(d.join("root.pem"))
+            .arg("--cert")
+            .arg(d.join("client.crt"))
+            .arg("--key")
+            .arg(d.join("client.key"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "--no-auth-warning",
+            ])
+            .args(["-a", &password])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn assert_nothing_left(&self) {
+        let entries: Vec<_> = std::fs::read_dir(&self.run_dir)
+            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(entries.is_empty(), "left in the run dir: {entries:?}");
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(
+            !mounts.contains(&*self.run_dir.to_string_lossy()),
+            "a mount under {} is left",
+            self.run_dir.display()
+        );
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let _ = std::fs::remove_dir_all(to);
+    let s = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(s.success());
+}
+
+fn files_contain(dir: &Path, needle: &[u8]) -> Option<PathBuf> {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&p).ok()?;
+        if meta.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else if meta.is_file() {
+            let b = std::fs::read(&p).unwrap();
+            if b.windows(needle.len()).any(|w| w == needle) {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn redis_aof_on_a_protected_volume_survives_restarts_and_rollback_is_refused() {
+    if !ready() {
+        return;
+    }
+    let s = prepare(16480, |m| m);
+
+    // Run 1: a new volume; keys written through the mesh, stop (the AOF is fsync'd, the volume
+    // committed at unmount).
+    let r = s.start("run1.err");
+    assert_eq!(s.cli(&["SET", "first", "value-from-run-one"]), "OK");
+    assert_eq!(s.cli(&["RPUSH", "list", "a", "b", "c"]), "3");
+    let code = r.stop();
+    let log1 = s.log("run1.err");
+    assert_eq!(code, 0, "{log1}");
+    assert!(log1.contains("volume data: created a new volume"), "{log1}");
+    assert!(log1.contains("volume data: mounted version"), "{log1}");
+    assert!(
+        log1.contains("volume data: unmounted, committed version"),
+        "{log1}"
+    );
+    s.assert_nothing_left();
+    // Only ciphertext on the host: neither the keys nor the AOF's commands.
+    for needle in [&b"value-from-run-one"[..], b"RPUSH", b"appendonly"] {
+        assert_eq!(
+            files_contain(&s.backing(), needle),
+            None,
+            "plaintext on disk"
+        );
+    }
+    let saved = s.dir.path().join("data.after-run-1");
+    copy_dir(&s.backing(), &saved);
+
+    // Run 2: the keys are there; write more (a later commit).
+    let r = s.start("run2.err");
+    assert_eq!(s.cli(&["GET", "first"]), "value-from-run-one");
+    assert_eq!(s.cli(&["LRANGE", "list", "0", "-1"]), "a\nb\nc");
+    assert_eq!(s.cli(&["SET", "second", "value-from-run-two"]), "OK");
+    assert_eq!(r.stop(), 0, "{}", s.log("run2.err"));
+    s.assert_nothing_left();
+
+    // The host puts back the copy from after run 1: refused, nothing started or left.
+    copy_dir(&saved, &s.backing());
+    let out = s.run("run3.err").output().unwrap();
+    let log3 = s.log("run3.err");
+    assert_eq!(out.status.code(), Some(125), "{log3}");
+    assert!(log3.contains("refusing to mount"), "{log3}");
+    assert!(log3.contains("rolled back"), "{log3}");
+    assert!(!log3.contains("panicked"), "{log3}");
+    assert!(
+        !log3.contains("starting ["),
+        "the app must not start: {log3}"
+    );
+    s.assert_nothing_left();
+
+    // An empty backing directory while the coordinator holds a version: refused too.
+    std::fs::remove_dir_all(s.backing()).unwrap();
+    let out = s.run("run4.err").output().unwrap();
+    let log4 = s.log("run4.err");
+    assert_eq!(out.status.code(), Some(125), "{log4}");
+    assert!(log4.contains("empty or missing"), "{log4}");
+    s.assert_nothing_left();
+}
+
+/// A `reinitializable` volume whose backing directory is lost starts over empty (said loudly,
+/// committed as a reset the coordinator counts) and then mounts again at the coordinator's later
+/// versions; an `ephemeral` volume mounts empty and is gone after the run.
+#[test]
+fn a_lost_reinitializable_volume_starts_over_and_ephemeral_volumes_vanish() {
+    if !ready() {
+        return;
+    }
+    // Both tests' containers share the host network: Redis listens on another port here.
+    let s = prepare(16481, |m| {
+        m.replace("port 6379", "port 16479")
+            .replace("target_port: 6379", "target_port: 16479")
+            .replace(
+            "data: {size: 1GiB, policy: rollback_protected}",
+            "data: {size: 1GiB, policy: reinitializable}\n  scratch: {size: 64MiB, policy: ephemeral}",
+        )
+        .replace(
+            "      - {volume: data, path: /data}\n",
+            "      - {volume: data, path: /data}\n      - {volume: scratch, path: /scratch}\n",
+        )
+    });
+    let r = s.start("run1.err");
+    assert_eq!(s.cli(&["SET", "kept", "until-reset"]), "OK");
+    assert_eq!(r.stop(), 0, "{}", s.log("run1.err"));
+    let log1 = s.log("run1.err");
+    assert!(log1.contains("volume scratch: mounted version"), "{log1}");
+    s.assert_nothing_left();
+    let parent = s.backing().parent().unwrap().to_path_buf();
+    let left: Vec<_> = std::fs::read_dir(&parent)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        left,
+        vec![std::ffi::OsString::from("data")],
+        "ephemeral backing left"
+    );
+
+    // The host loses the volume: a reset, said loudly; the data is gone.
+    std::fs::remove_dir_all(s.backing()).unwrap();
+    let r = s.start("run2.err");
+    assert_eq!(s.cli(&["GET", "kept"]), "");
+    assert_eq!(s.cli(&["SET", "after", "reset"]), "OK");
+    assert_eq!(r.stop(), 0, "{}", s.log("run2.err"));
+    let log2 = s.log("run2.err");
+    assert!(
+        log2.contains("STARTING OVER WITH AN EMPTY VOLUME"),
+        "{log2}"
+    );
+    s.assert_nothing_left();
+
+    // The reset volume mounts again (its versions continue the coordinator's).
+    let r = s.start("run3.err");
+    assert_eq!(s.cli(&["GET", "after"]), "reset");
+    assert_eq!(r.stop(), 0, "{}", s.log("run3.err"));
+    s.assert_nothing_left();
+}
