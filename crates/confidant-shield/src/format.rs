@@ -136,6 +136,9 @@ impl<'a> Reader<'a> {
 /// `volume.cfv`: what identifies a volume and lets a wrong key be told apart from tampering.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
+    /// Format version (bytes 8..12). [`Header::parse`] accepts only [`FORMAT_VERSION`]; new
+    /// headers carry [`FORMAT_VERSION`].
+    pub format_version: u32,
     /// Random volume id, bound into every AAD and the key derivation's salt.
     pub volume_id: [u8; ID_LEN],
     /// Creation time, seconds since the Unix epoch (informational).
@@ -149,7 +152,7 @@ impl Header {
     pub fn checked_bytes(&self) -> [u8; HEADER_CHECKED_LEN] {
         let mut out = [0u8; HEADER_CHECKED_LEN];
         out[0..8].copy_from_slice(&HEADER_MAGIC);
-        out[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out[8..12].copy_from_slice(&self.format_version.to_le_bytes());
         out[12..16].copy_from_slice(&(CHUNK_SIZE as u32).to_le_bytes());
         out[16..32].copy_from_slice(&self.volume_id);
         out[32..40].copy_from_slice(&self.created.to_le_bytes());
@@ -193,6 +196,7 @@ impl Header {
         let key_check = r.array("key check")?;
         r.finish()?;
         Ok(Self {
+            format_version: version,
             volume_id,
             created,
             key_check,
@@ -694,6 +698,7 @@ mod tests {
     fn parsers_never_panic_on_prefixes_and_flips() {
         let samples = [sample_tree().encode(), {
             let h = Header {
+                format_version: FORMAT_VERSION,
                 volume_id: [3; 16],
                 created: 1,
                 key_check: [4; 32],

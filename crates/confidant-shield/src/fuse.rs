@@ -26,6 +26,13 @@ use crate::volume::{Attributes, FileKind, SetAttributes, Volume};
 const TTL: Duration = Duration::from_secs(1);
 const S_IFMT: u32 = 0o170000;
 const S_IFREG: u32 = 0o100000;
+/// Largest read buffer a FUSE thread keeps between requests (the default `max_write`, 1 MiB).
+const READ_OUT_KEEP: usize = 1 << 20;
+
+thread_local! {
+    /// Plaintext of the current read, reused across the requests a thread serves.
+    static READ_OUT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// How to mount a volume.
 #[derive(Debug, Clone)]
@@ -103,6 +110,19 @@ impl ShieldFs {
         match r {
             Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
             Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    /// `FOPEN_KEEP_CACHE` when the file is unchanged since its last open: its pages in the
+    /// kernel's page cache (inside the TEE) were filled from authenticated reads of the same
+    /// content, so they need not be dropped and read (and decrypted) again. Every change made
+    /// through the mount also goes through the page cache; any other change (the engine's API
+    /// while mounted) makes the next open start with an empty cache.
+    fn open_flags(&self, ino: u64) -> FopenFlags {
+        if self.volume.unchanged_since_last_open(ino) {
+            FopenFlags::FOPEN_KEEP_CACHE
+        } else {
+            FopenFlags::empty()
         }
     }
 
@@ -278,7 +298,7 @@ impl Filesystem for ShieldFs {
 
     fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.volume.open_file(ino.0) {
-            Ok(()) => reply.opened(FileHandle(ino.0), FopenFlags::empty()),
+            Ok(()) => reply.opened(FileHandle(ino.0), self.open_flags(ino.0)),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -294,10 +314,16 @@ impl Filesystem for ShieldFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.volume.read(ino.0, offset, size) {
-            Ok(d) => reply.data(&d),
-            Err(e) => reply.error(errno(&e)),
-        }
+        READ_OUT.with_borrow_mut(|out| {
+            match self.volume.read_to(ino.0, offset, size, out) {
+                Ok(()) => reply.data(out),
+                Err(e) => reply.error(errno(&e)),
+            }
+            // Keep at most one largest read's allocation per thread.
+            if out.capacity() > READ_OUT_KEEP {
+                *out = Vec::new();
+            }
+        });
     }
 
     fn write(
@@ -430,7 +456,7 @@ impl Filesystem for ShieldFs {
                 &file_attr(&a),
                 Generation(0),
                 FileHandle(a.ino),
-                FopenFlags::empty(),
+                self.open_flags(a.ino),
             ),
             Err(e) => reply.error(errno(&e)),
         }

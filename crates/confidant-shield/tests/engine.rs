@@ -727,3 +727,184 @@ fn import_tree_seals_a_plain_directory() {
     // The empty __init__.py has a chunk table but no data object.
     assert_eq!(info.data_objects, 2);
 }
+
+/// A store that records every compare-and-swap it is asked for.
+struct RecordingStore {
+    inner: MemoryRootStore,
+    commits: std::sync::Mutex<Vec<(u64, u64)>>,
+}
+
+impl RootStore for RecordingStore {
+    fn load(&self) -> Result<Option<VolumeState>, RootStoreError> {
+        self.inner.load()
+    }
+    fn commit(&self, expected: u64, new: VolumeState) -> Result<(), RootStoreError> {
+        self.commits.lock().unwrap().push((expected, new.version));
+        self.inner.commit(expected, new)
+    }
+}
+
+#[test]
+fn create_at_starts_a_fresh_volume_after_the_version_the_store_holds() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A coordinator after a reset: it holds version 7 of the old volume.
+    let old = VolumeState {
+        version: 7,
+        root: [0xaa; 32],
+    };
+    let store = Arc::new(RecordingStore {
+        inner: MemoryRootStore::new(),
+        commits: Default::default(),
+    });
+    store.inner.set(Some(old));
+    let dir = tmp.path().join("vol");
+    let v = Volume::create_at(&dir, key(), store.clone(), 8).unwrap();
+    assert_eq!(*store.commits.lock().unwrap(), vec![(7, 8)]);
+    assert_eq!(v.state().version, 8);
+    assert_eq!(store.load().unwrap(), Some(v.state()));
+    assert!(v.readdir(ROOT_INO).unwrap().is_empty());
+    let f = create(&v, "f");
+    v.write(f, 0, &[5; 9000]).unwrap();
+    assert_eq!(v.commit().unwrap().version, 9);
+    assert_eq!(store.commits.lock().unwrap().last(), Some(&(8, 9)));
+    assert!(v.verify().unwrap().is_clean());
+    drop(v);
+    let info = Volume::inspect(&dir).unwrap();
+    assert_eq!(info.index_versions, vec![9]);
+    assert_eq!(info.format_version, 1);
+    let v = Volume::open(&dir, key(), store.clone(), false).unwrap();
+    assert_eq!(v.state().version, 9);
+    assert_eq!(
+        read_all(&v, v.resolve("f").unwrap().ino).unwrap(),
+        vec![5; 9000]
+    );
+    assert!(v.verify().unwrap().is_clean());
+}
+
+#[test]
+fn create_at_refuses_a_store_that_does_not_hold_the_version_before() {
+    let tmp = tempfile::tempdir().unwrap();
+    let held = |version| {
+        let s = MemoryRootStore::new();
+        if version > 0 {
+            s.set(Some(VolumeState {
+                version,
+                root: [1; 32],
+            }));
+        }
+        Arc::new(s)
+    };
+    for (n, (holds, first)) in [(7u64, 5u64), (7, 9), (7, 7), (0, 3), (4, 1), (0, 0)]
+        .into_iter()
+        .enumerate()
+    {
+        let dir = tmp.path().join(format!("v{n}"));
+        let store = held(holds);
+        let err = Volume::create_at(&dir, key(), store.clone(), first).unwrap_err();
+        assert_eq!(err.errno(), EIO, "holds {holds}, first {first}: {err}");
+        assert!(
+            matches!(err, Error::RootStore { .. }),
+            "holds {holds}, first {first}: {err}"
+        );
+        // Nothing was committed and nothing was written.
+        assert_eq!(store.load().unwrap().map_or(0, |s| s.version), holds);
+        assert!(!dir.join("volume.cfv").exists());
+    }
+    // The plain `create` is `create_at(.., 1)`: an empty store, version 1.
+    let store = held(0);
+    let v = Volume::create(tmp.path().join("plain"), key(), store.clone()).unwrap();
+    assert_eq!(v.state().version, 1);
+    assert_eq!(
+        Volume::inspect(tmp.path().join("plain"))
+            .unwrap()
+            .format_version,
+        1
+    );
+}
+
+#[test]
+fn large_reads_over_mixed_slots_and_holes_match_the_model() {
+    let (fx, v) = Fixture::new();
+    let f = create(&v, "f");
+    let mut model = Vec::new();
+    let mut rng = Rng::new(11);
+    // 100 chunks in slot A, committed; then every third chunk rewritten (slot B), a hole
+    // (chunks 100..140 never written) and 30 more chunks after it.
+    let data = rng.bytes(100 * 4096);
+    v.write(f, 0, &data).unwrap();
+    write_model(&mut model, 0, &data);
+    v.commit().unwrap();
+    for c in (0..100).step_by(3) {
+        let d = rng.bytes(4096);
+        v.write(f, c * 4096, &d).unwrap();
+        write_model(&mut model, c as usize * 4096, &d);
+    }
+    let d = rng.bytes(30 * 4096 + 123);
+    v.write(f, 140 * 4096, &d).unwrap();
+    write_model(&mut model, 140 * 4096, &d);
+    let check = |v: &Volume| {
+        for (off, len) in [
+            (0u64, 1u32 << 20),
+            (1, 1 << 20),
+            (4095, 8194),
+            (100 * 4096 - 5, 50_000),
+            (33 * 4096, 128 << 10),
+            (130 * 4096 + 7, 300_000),
+        ] {
+            let got = v.read(f, off, len).unwrap();
+            let end = (off as usize + len as usize).min(model.len());
+            assert_eq!(got, &model[off as usize..end], "read {off} + {len}");
+        }
+        assert_eq!(read_all(v, f).unwrap(), model);
+    };
+    check(&v);
+    v.commit().unwrap();
+    check(&v);
+    drop(v);
+    check(&fx.open());
+}
+
+#[test]
+fn damage_inside_a_multi_chunk_read_names_the_damaged_chunk() {
+    let (fx, v) = Fixture::new();
+    let f = create(&v, "big");
+    v.write(f, 0, &[7; 40 * 4096]).unwrap();
+    v.commit().unwrap();
+    drop(v);
+    let obj = data_objects(&fx.dir())[0].clone();
+    let original = std::fs::read(&obj).unwrap();
+    // A flipped byte in chunk 5 (slot A): a 1 MiB read fails naming chunk 5, reads around it
+    // succeed.
+    let file = std::fs::OpenOptions::new().write(true).open(&obj).unwrap();
+    file.write_all_at(
+        &[original[slot_offset(5, 0) as usize + 300] ^ 4],
+        slot_offset(5, 0) + 300,
+    )
+    .unwrap();
+    let v = fx.open();
+    let err = v.read(f, 0, 1 << 20).unwrap_err();
+    assert_eq!(err.errno(), EIO, "{err}");
+    assert!(err.to_string().contains("/big chunk 5"), "{err}");
+    assert_eq!(v.read(f, 0, 5 * 4096).unwrap(), vec![7; 5 * 4096]);
+    assert_eq!(v.read(f, 6 * 4096, 1 << 20).unwrap(), vec![7; 34 * 4096]);
+    drop(v);
+    // A data object cut inside chunk 20: the read fails naming chunk 20 (not an earlier one).
+    std::fs::write(&obj, &original).unwrap();
+    let file = std::fs::OpenOptions::new().write(true).open(&obj).unwrap();
+    file.set_len(slot_offset(20, 0) + 100).unwrap();
+    let v = fx.open();
+    let err = v.read(f, 4096, 1 << 20).unwrap_err();
+    assert!(err.to_string().contains("/big chunk 20"), "{err}");
+    assert!(err.to_string().contains("truncated"), "{err}");
+    assert_eq!(v.read(f, 0, 20 * 4096).unwrap(), vec![7; 20 * 4096]);
+    // A chunk replaced by another authentic chunk (chunk 3's bytes at chunk 2's slot).
+    drop(v);
+    let mut moved = original.clone();
+    let (a, b) = (slot_offset(2, 0) as usize, slot_offset(3, 0) as usize);
+    let chunk3 = moved[b..b + STORED as usize].to_vec();
+    moved[a..a + STORED as usize].copy_from_slice(&chunk3);
+    std::fs::write(&obj, &moved).unwrap();
+    let v = fx.open();
+    let err = v.read(f, 0, 8 * 4096).unwrap_err();
+    assert!(err.to_string().contains("/big chunk 2"), "{err}");
+}

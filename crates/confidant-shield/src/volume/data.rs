@@ -1,8 +1,10 @@
 //! File data: chunked reads and writes, truncation and `verify`.
 
+use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use rustix::io::Errno;
 
@@ -12,6 +14,32 @@ use crate::error::{Error, Result};
 use crate::format::{CHUNK_SIZE, ChunkEntry, NONCE_LEN, STORED_CHUNK_SIZE, slot_offset};
 
 const CS: u64 = CHUNK_SIZE as u64;
+/// Most stored chunks read with one `pread` (1 MiB of plaintext: the largest FUSE read).
+const RUN_MAX: usize = 256;
+/// Chunks a sequential reader has announced ahead of it to the kernel (1 MiB of plaintext).
+pub(crate) const READAHEAD_CHUNKS: u64 = 256;
+/// How far (in chunks) a read may start from where the previous one ended and still count as
+/// sequential.
+const SEQUENTIAL_SLACK: u64 = 32;
+
+thread_local! {
+    /// Stored chunks of a read, decrypted in place (reused: no allocation per read).
+    static READ_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `pread` until `buf` is full or the end of the file; returns the bytes read.
+fn read_full_at(file: &File, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read_at(&mut buf[got..], at + got as u64) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
 
 pub(crate) enum ChunkError {
     Fault(u64, ChunkFault),
@@ -148,7 +176,20 @@ impl Volume {
 
     /// Reads up to `size` bytes at `offset` (fewer at end of file). A chunk that fails its
     /// checks fails the read with [`Error::Tampered`] (EIO); other chunks stay readable.
+    ///
+    /// Chunks whose slots are adjacent on the host are read with one `pread` and decrypted in
+    /// place in a per-thread buffer; every chunk is still checked against the table's tag and
+    /// authenticated before any of its bytes are returned. A read that continues the previous
+    /// one asks the kernel to read the next [`READAHEAD_CHUNKS`] chunks' slots ahead.
     pub fn read(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.read_to(ino, offset, size, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Volume::read`] into `out` (cleared first; its allocation is reused).
+    pub fn read_to(&self, ino: u64, offset: u64, size: u32, out: &mut Vec<u8>) -> Result<()> {
+        out.clear();
         let st = self.lock_read();
         let inode = st
             .inodes
@@ -160,21 +201,185 @@ impl Volume {
             Node::Symlink(_) => return Err(Error::posix("read", Errno::INVAL)),
         };
         if offset >= inode.size || size == 0 {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let end = inode.size.min(offset.saturating_add(u64::from(size)));
-        let mut out = Vec::with_capacity((end - offset) as usize);
-        let mut plain = [0u8; CHUNK_SIZE];
-        for index in offset / CS..=(end - 1) / CS {
-            if let Err(e) = self.read_chunk(f, index, &mut plain) {
-                return Err(self.chunk_error(&st, ino, e));
-            }
-            let cstart = index * CS;
-            let lo = (offset.max(cstart) - cstart) as usize;
-            let hi = (end.min(cstart + CS) - cstart) as usize;
-            out.extend_from_slice(&plain[lo..hi]);
+        // Zeroed: holes (chunks never written) read as zeros.
+        out.resize((end - offset) as usize, 0);
+        let mut file = None;
+        if let Err(e) = self.read_into(f, &mut file, offset, out) {
+            out.clear();
+            return Err(self.chunk_error(&st, ino, e));
         }
-        Ok(out)
+        self.read_ahead(f, file.as_deref(), offset / CS, (end - 1) / CS);
+        Ok(())
+    }
+
+    /// Reads `out.len()` bytes at `offset` (inside the file's size) into `out`, which is
+    /// zeroed; chunks without an entry (holes) are left as they are.
+    fn read_into(
+        &self,
+        f: &FileData,
+        file: &mut Option<Arc<File>>,
+        offset: u64,
+        out: &mut [u8],
+    ) -> Result<(), ChunkError> {
+        let end = offset + out.len() as u64;
+        let (first, last) = (offset / CS, (end - 1) / CS);
+        READ_BUF.with_borrow_mut(|buf| {
+            // The current run: chunks run_first.. (run_len of them) stored contiguously at run_at.
+            let (mut run_first, mut run_len, mut run_at) = (0u64, 0usize, 0u64);
+            for index in first..=last + 1 {
+                let at = if index <= last {
+                    f.chunks
+                        .get(index as usize)
+                        .copied()
+                        .flatten()
+                        .map(|e| slot_offset(index, e.slot))
+                } else {
+                    None
+                };
+                if run_len > 0
+                    && (at != Some(run_at + (run_len * STORED_CHUNK_SIZE) as u64)
+                        || run_len == RUN_MAX)
+                {
+                    self.read_run(f, file, buf, run_first, run_len, run_at, offset, out)?;
+                    run_len = 0;
+                }
+                if let Some(at) = at {
+                    if run_len == 0 {
+                        (run_first, run_at) = (index, at);
+                    }
+                    run_len += 1;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Reads `n` stored chunks from `first` on, stored contiguously at `at`, with one `pread`;
+    /// checks and decrypts each in place and copies its part of `[offset, offset + out.len())`
+    /// into `out`.
+    #[allow(clippy::too_many_arguments)]
+    fn read_run(
+        &self,
+        f: &FileData,
+        file: &mut Option<Arc<File>>,
+        buf: &mut Vec<u8>,
+        first: u64,
+        n: usize,
+        at: u64,
+        offset: u64,
+        out: &mut [u8],
+    ) -> Result<(), ChunkError> {
+        let handle = match file {
+            Some(h) => h,
+            None => file.insert(self.data_file(f, false).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    ChunkError::Fault(first, ChunkFault::Missing)
+                } else {
+                    ChunkError::Io(e)
+                }
+            })?),
+        };
+        let len = n * STORED_CHUNK_SIZE;
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        let got = read_full_at(handle, &mut buf[..len], at).map_err(ChunkError::Io)?;
+        // Chunks are checked in order: a missing chunk is reported after the ones before it.
+        let complete = got / STORED_CHUNK_SIZE;
+        let end = offset + out.len() as u64;
+        for (k, stored) in buf[..complete * STORED_CHUNK_SIZE]
+            .chunks_exact_mut(STORED_CHUNK_SIZE)
+            .enumerate()
+        {
+            let index = first + k as u64;
+            let entry = f.chunks[index as usize].expect("a run holds stored chunks only");
+            let stored: &mut [u8; STORED_CHUNK_SIZE] = stored.try_into().expect("one chunk");
+            f.cipher
+                .open(index, entry.epoch, &entry.tag, stored)
+                .map_err(|fault| ChunkError::Fault(index, fault))?;
+            let cstart = index * CS;
+            let lo = offset.max(cstart) - cstart;
+            let hi = end.min(cstart + CS) - cstart;
+            let dst = (cstart + lo - offset) as usize;
+            out[dst..dst + (hi - lo) as usize]
+                .copy_from_slice(&stored[NONCE_LEN + lo as usize..NONCE_LEN + hi as usize]);
+        }
+        if complete < n {
+            return Err(ChunkError::Fault(
+                first + complete as u64,
+                ChunkFault::Missing,
+            ));
+        }
+        Ok(())
+    }
+
+    /// After a read of chunks `first..=last`: if it and the read before it each continued the
+    /// read before them (or it started at chunk 0), asks the kernel to read the slots of the
+    /// next [`READAHEAD_CHUNKS`] chunks into its page cache in the background
+    /// (`POSIX_FADV_WILLNEED`), in steps of half that. Without this, each FUSE request (at
+    /// most 128 KiB: the kernel's read-ahead window) is one synchronous `pread` on the host,
+    /// and the host's own read-ahead never kicks in because slot groups are not contiguous.
+    /// The host's page cache holds only ciphertext; what is read ahead is checked like any
+    /// other chunk when it is read.
+    fn read_ahead(&self, f: &FileData, file: Option<&File>, first: u64, last: u64) {
+        let h = &f.hints;
+        let previous = h.next_chunk.swap(last + 1, Ordering::Relaxed);
+        // Near the previous read's end counts as sequential: the kernel's read-ahead requests
+        // run on several threads and can arrive slightly out of order. Only the second
+        // sequential read in a row reads ahead, so that random reads that happen to land
+        // close together do not.
+        let sequential = first == 0 || previous.abs_diff(first) <= SEQUENTIAL_SLACK;
+        if !sequential {
+            h.streak.store(0, Ordering::Relaxed);
+            h.prefetched.store(last + 1, Ordering::Relaxed);
+            return;
+        }
+        if h.streak.fetch_add(1, Ordering::Relaxed) == 0 && first != 0 {
+            return;
+        }
+        let from = last + 1;
+        let done = h.prefetched.load(Ordering::Relaxed).max(from);
+        let upto = (from + READAHEAD_CHUNKS).min(f.chunks.len() as u64);
+        if done >= upto || done >= from + READAHEAD_CHUNKS / 2 {
+            return;
+        }
+        h.prefetched.store(upto, Ordering::Relaxed);
+        let opened;
+        let file = match file {
+            Some(file) => file,
+            None => match self.data_file(f, false) {
+                Ok(h) => {
+                    opened = h;
+                    &opened
+                }
+                Err(_) => return,
+            },
+        };
+        let (mut span_at, mut span_len) = (0u64, 0u64);
+        for index in done..=upto {
+            let at = (index < upto)
+                .then(|| f.chunks[index as usize])
+                .flatten()
+                .map(|e| slot_offset(index, e.slot));
+            if span_len > 0 && at != Some(span_at + span_len) {
+                let _ = rustix::fs::fadvise(
+                    file,
+                    span_at,
+                    std::num::NonZeroU64::new(span_len),
+                    rustix::fs::Advice::WillNeed,
+                );
+                span_len = 0;
+            }
+            if let Some(at) = at {
+                if span_len == 0 {
+                    span_at = at;
+                }
+                span_len += STORED_CHUNK_SIZE as u64;
+            }
+        }
     }
 
     /// Writes `data` at `offset`, extending the file if needed; partial chunks are read,
@@ -214,6 +419,9 @@ impl Volume {
             });
         }
         let inode = st.inodes.get_mut(&ino).expect("inode checked above");
+        if let Node::File(f) = &mut inode.node {
+            f.changes += 1;
+        }
         inode.size = inode.size.max(end);
         let t = now();
         inode.mtime = t;
@@ -352,6 +560,9 @@ impl Volume {
             return Err(self.chunk_error(st, ino, e));
         }
         let inode = st.inodes.get_mut(&ino).expect("inode checked above");
+        if let Node::File(f) = &mut inode.node {
+            f.changes += 1;
+        }
         inode.size = new_size;
         let t = now();
         inode.mtime = t;

@@ -28,6 +28,9 @@ pub struct ImportStats {
 /// What the backing directory tells without the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeInfo {
+    /// The header's format version (parsed from `volume.cfv`; only
+    /// [`FORMAT_VERSION`](crate::format::FORMAT_VERSION) is accepted).
+    pub format_version: u32,
     /// The volume id.
     pub volume_id: [u8; ID_LEN],
     /// Creation time, seconds since the Unix epoch (as the header says; not authenticated
@@ -112,8 +115,8 @@ impl Volume {
         Ok(stats)
     }
 
-    /// Reads what a backing directory shows without the key: the header's volume id and
-    /// creation time, the index versions and the number of data objects.
+    /// Reads what a backing directory shows without the key: the header's format version,
+    /// volume id and creation time, the index versions and the number of data objects.
     pub fn inspect(dir: impl AsRef<Path>) -> Result<VolumeInfo> {
         let dir = dir.as_ref();
         let hpath = dir.join(HEADER_FILE);
@@ -132,6 +135,7 @@ impl Volume {
             .map(|r| r.flatten().count() as u64)
             .unwrap_or(0);
         Ok(VolumeInfo {
+            format_version: header.format_version,
             volume_id: header.volume_id,
             created: header.created,
             index_versions,

@@ -93,6 +93,8 @@ impl Volume {
                         dirty: false,
                         data_dirty: false,
                         handle: Mutex::new(None),
+                        changes: 0,
+                        hints: Default::default(),
                     }))
                 }
             };

@@ -139,6 +139,34 @@ pub(crate) struct FileData {
     /// The `d/` object was written since the last commit (needs an fsync).
     pub(crate) data_dirty: bool,
     pub(crate) handle: Mutex<Option<Arc<File>>>,
+    /// Content changes (writes, truncations) so far; compared at each open through the mount
+    /// to decide whether the kernel may keep the file's cached pages.
+    pub(crate) changes: u64,
+    /// Read-side hints: sequential read-ahead of the `d/` object and the last open's `changes`.
+    pub(crate) hints: ReadHints,
+}
+
+/// Per-file state of the read path that readers update under the shared lock.
+pub(crate) struct ReadHints {
+    /// `changes` as of the last open through the mount (`u64::MAX`: not opened yet).
+    pub(crate) opened_at: std::sync::atomic::AtomicU64,
+    /// The chunk after the last one read (a read starting there is sequential).
+    pub(crate) next_chunk: std::sync::atomic::AtomicU64,
+    /// Chunks below this one have been announced to the kernel for read-ahead.
+    pub(crate) prefetched: std::sync::atomic::AtomicU64,
+    /// Sequential reads in a row.
+    pub(crate) streak: std::sync::atomic::AtomicU64,
+}
+
+impl Default for ReadHints {
+    fn default() -> Self {
+        Self {
+            opened_at: u64::MAX.into(),
+            next_chunk: u64::MAX.into(),
+            prefetched: 0.into(),
+            streak: 0.into(),
+        }
+    }
 }
 
 pub(crate) enum Node {
@@ -293,12 +321,40 @@ impl Volume {
     /// Creates a volume in `dir` (created if missing; it must be empty), commits version 1
     /// (an empty root directory owned by the calling process's uid/gid, mode 0755) to `roots`,
     /// which must hold no state yet, and returns it open for writing.
+    /// The same as [`Volume::create_at`] with `first_version` 1.
     pub fn create(
         dir: impl AsRef<Path>,
         key: VolumeKey,
         roots: Arc<dyn RootStore>,
     ) -> Result<Self> {
+        Self::create_at(dir, key, roots, 1)
+    }
+
+    /// Creates a fresh volume (new volume id, empty root directory) whose first committed
+    /// state has version `first_version`, for a root store whose versions cannot go back: a
+    /// coordinator that holds version `first_version - 1` of a volume being reset. The first
+    /// commit is `roots.commit(first_version - 1, (first_version, root))`, so `roots` must
+    /// hold exactly version `first_version - 1` (nothing at all when `first_version` is 1);
+    /// anything else is refused before anything is written. `first_version` 0 (and
+    /// `u64::MAX`) is refused. Chunk epochs and index versions continue from `first_version`
+    /// as usual. The old root the store holds is neither read nor checked: the first commit
+    /// replaces it through the usual compare-and-swap.
+    pub fn create_at(
+        dir: impl AsRef<Path>,
+        key: VolumeKey,
+        roots: Arc<dyn RootStore>,
+        first_version: u64,
+    ) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
+        if first_version == 0 || first_version == u64::MAX {
+            return Err(Error::RootStore {
+                volume: dir.display().to_string(),
+                source: RootStoreError::Unavailable(format!(
+                    "a volume's first version must be between 1 and {}, not {first_version}",
+                    u64::MAX - 1
+                )),
+            });
+        }
         std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
         if std::fs::read_dir(&dir)
             .map_err(io_at(&dir))?
@@ -316,22 +372,38 @@ impl Volume {
         let mut volume_id = [0u8; ID_LEN];
         crypto::random(&mut volume_id);
         let id_hex = hex::encode(volume_id);
-        if let Some(s) = roots.load().map_err(|source| Error::RootStore {
+        let held = roots.load().map_err(|source| Error::RootStore {
             volume: id_hex.clone(),
             source,
-        })? {
-            return Err(Error::RootStore {
-                volume: id_hex,
-                source: RootStoreError::Unavailable(format!(
-                    "already holds version {} of a volume; a new volume needs an empty store",
-                    s.version
-                )),
-            });
+        })?;
+        let base = first_version - 1;
+        match held {
+            None if base == 0 => {}
+            Some(s) if base > 0 && s.version == base => {}
+            Some(s) if base == 0 => {
+                return Err(Error::RootStore {
+                    volume: id_hex,
+                    source: RootStoreError::Unavailable(format!(
+                        "already holds version {} of a volume; a new volume needs an empty store",
+                        s.version
+                    )),
+                });
+            }
+            other => {
+                return Err(Error::RootStore {
+                    volume: id_hex,
+                    source: RootStoreError::Conflict {
+                        expected: base,
+                        found: other.map_or(0, |s| s.version),
+                    },
+                });
+            }
         }
         let created = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let mut header = Header {
+            format_version: crate::format::FORMAT_VERSION,
             volume_id,
             created,
             key_check: [0; 32],
@@ -376,7 +448,9 @@ impl Volume {
             read_only: false,
             _lock: Some(lock),
             state: RwLock::new(State {
-                version: 0,
+                // The state the store holds (a reset volume's old root is never read: the
+                // first commit replaces it; `verify` and reads need a commit first anyway).
+                version: base,
                 root: [0; 32],
                 next_ino: ROOT_INO + 1,
                 inodes,
@@ -387,7 +461,7 @@ impl Volume {
             }),
         };
         volume.commit()?;
-        tracing::info!(volume = %volume.id_hex, dir = %volume.dir.display(), "created protected volume");
+        tracing::info!(volume = %volume.id_hex, dir = %volume.dir.display(), version = first_version, "created protected volume");
         Ok(volume)
     }
 

@@ -263,6 +263,8 @@ impl Volume {
             dirty: true,
             data_dirty: false,
             handle: Mutex::new(None),
+            changes: 0,
+            hints: Default::default(),
         }));
         self.add_inode(
             "create",
@@ -476,6 +478,22 @@ impl Volume {
         Ok(())
     }
 
+    /// Whether a file's content is unchanged since it was last opened through the mount (the
+    /// kernel may then keep its cached pages: `FOPEN_KEEP_CACHE`); records this open.
+    pub(crate) fn unchanged_since_last_open(&self, ino: u64) -> bool {
+        let st = self.lock_read();
+        match st.inodes.get(&ino).map(|i| &i.node) {
+            Some(Node::File(f)) => {
+                let prev = f
+                    .hints
+                    .opened_at
+                    .swap(f.changes, std::sync::atomic::Ordering::Relaxed);
+                prev == f.changes
+            }
+            _ => false,
+        }
+    }
+
     /// Releases a handle taken by [`Volume::open_file`].
     pub fn release_file(&self, ino: u64) {
         let mut st = self.lock_write();
@@ -519,5 +537,45 @@ impl Volume {
             frsize: v.f_frsize as u32,
             namelen: NAME_MAX as u32,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::{MemoryRootStore, ROOT_INO, SetAttributes, Volume, VolumeKey};
+
+    #[test]
+    fn keep_cache_only_while_the_content_is_unchanged_since_the_last_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        let v = Volume::create(
+            tmp.path().join("v"),
+            VolumeKey::generate(),
+            Arc::new(MemoryRootStore::new()),
+        )
+        .unwrap();
+        let f = v
+            .create_file(ROOT_INO, "f".as_ref(), 0o644, 0, 0)
+            .unwrap()
+            .ino;
+        // The first open has nothing cached to keep.
+        assert!(!v.unchanged_since_last_open(f));
+        assert!(v.unchanged_since_last_open(f));
+        v.write(f, 0, b"hello").unwrap();
+        assert!(!v.unchanged_since_last_open(f));
+        assert!(v.unchanged_since_last_open(f));
+        // Reads and commits do not change the content.
+        v.read(f, 0, 5).unwrap();
+        v.commit().unwrap();
+        assert!(v.unchanged_since_last_open(f));
+        let truncate = SetAttributes {
+            size: Some(2),
+            ..SetAttributes::default()
+        };
+        v.setattr(f, &truncate).unwrap();
+        assert!(!v.unchanged_since_last_open(f));
+        // Not a file: never.
+        assert!(!v.unchanged_since_last_open(ROOT_INO));
     }
 }
