@@ -24,6 +24,7 @@ struct Fixture {
     platform: tempfile::TempDir,
     alice: Principal,
     bob: Principal,
+    carol: Principal,
 }
 
 fn user_cert() -> (String, Principal) {
@@ -54,6 +55,7 @@ fn fixture() -> Fixture {
     let c = Coordinator::open(MemStore::new(), options, SystemTime::now()).unwrap();
     let (alice_pem, alice) = user_cert();
     let (bob_pem, bob) = user_cert();
+    let (carol_pem, carol) = user_cert();
     let m = hex::encode(SimAttester::measure(MEASURED));
     let manifest = format!(
         r#"apiVersion: confidant/v1
@@ -73,7 +75,11 @@ workloads:
     package: app
     volumes: [{{volume: data, path: /data, read_only: true}}]
   other: {{package: app}}
+  code:
+    package: app
+    volumes: [{{volume: code, path: /code, read_only: true}}]
 volumes:
+  code: {{size: 1MiB, key_secret: code_key}}
   data: {{size: 1GiB}}
   cache: {{size: 1GiB, policy: reinitializable}}
   scratch: {{size: 1MiB, policy: ephemeral}}
@@ -82,16 +88,26 @@ users:
     certificate: |
 {alice}  bob:
     certificate: |
-{bob}roles:
+{bob}  carol:
+    certificate: |
+{carol}secrets:
+  code_key: {{type: plain}}
+roles:
   auditor:
     users: [alice]
     rules:
       - {{resource: volumes, names: [data, cache], actions: [read]}}
+  owner:
+    users: [carol]
+    rules:
+      - {{resource: volumes, names: [code], actions: [write]}}
+      - {{resource: secrets, names: [code_key], actions: [write]}}
 config:
   allow_simulation: true
 "#,
         alice = indent(&alice_pem),
         bob = indent(&bob_pem),
+        carol = indent(&carol_pem),
     );
     c.set_manifest(&Principal::Anonymous, &manifest, SystemTime::now())
         .unwrap();
@@ -100,10 +116,15 @@ config:
         platform,
         alice,
         bob,
+        carol,
     }
 }
 
 fn activate(f: &Fixture, workload: &str) -> Activation {
+    try_activate(f, workload).unwrap()
+}
+
+fn try_activate(f: &Fixture, workload: &str) -> Result<Activation, CoreError> {
     let key = rcgen::KeyPair::generate().unwrap();
     let csr = rcgen::CertificateParams::default()
         .serialize_request(&key)
@@ -123,7 +144,7 @@ fn activate(f: &Fixture, workload: &str) -> Activation {
         csr: csr.into_bytes(),
         image_manifest: None,
     };
-    f.c.activate(&req, SystemTime::now()).unwrap()
+    f.c.activate(&req, SystemTime::now())
 }
 
 fn der(pem_text: &str) -> Vec<u8> {
@@ -543,4 +564,126 @@ fn only_workloads_mounting_the_volume_read_write_commit() {
     );
     // Nothing was committed.
     assert_eq!(f.c.volume_state(&f.alice, "data").unwrap().version, 0);
+}
+
+/// A volume sealed outside the coordinator: its key is a `plain` secret the owner sets (exactly
+/// 32 bytes), activation refuses to start before it is set, and a user whose role allows `write`
+/// on the volume registers its state (audited as that user), under the same CAS rules.
+#[test]
+fn sealed_volumes_take_their_key_from_a_secret_and_owners_commit_their_state() {
+    let f = fixture();
+    let now = SystemTime::now();
+    // Not set yet: the activation is refused, naming the secret, and spends no activation.
+    let e = assert_err(
+        try_activate(&f, "code").unwrap_err(),
+        ErrorKind::Conflict,
+        "volume_key_unset",
+    );
+    assert_eq!(e.field.as_deref(), Some("volumes.code.key_secret"), "{e}");
+    assert!(e.message.contains("secret 'code_key'"), "{e}");
+    assert!(e.message.contains("not set"), "{e}");
+    // A value that is not a 32-byte key is refused when it is set.
+    let e = assert_err(
+        f.c.secret_put(&f.carol, "code_key", &[7u8; 16], now)
+            .unwrap_err(),
+        ErrorKind::Malformed,
+        "malformed",
+    );
+    assert!(
+        e.message.contains("expected exactly 32 bytes, got 16"),
+        "{e}"
+    );
+    let key = [0x5au8; 32];
+    f.c.secret_put(&f.carol, "code_key", &key, now).unwrap();
+    let a = activate(&f, "code");
+    assert_eq!(
+        a.activation, "code/1",
+        "the refused activation was not counted"
+    );
+    let g = &a.volumes[0];
+    assert_eq!((g.volume.as_str(), g.read_only), ("code", true));
+    use base64::Engine as _;
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD
+            .decode(&g.key)
+            .unwrap(),
+        key
+    );
+    // Other volumes keep the coordinator's generated keys.
+    let db = activate(&f, "db");
+    assert!(db.volumes.iter().all(|v| v.key != g.key));
+
+    // The owner registers the sealed volume's state (write implies read).
+    assert_eq!(f.c.volume_state(&f.carol, "code").unwrap().version, 0);
+    let s1 =
+        f.c.commit_volume_state(&f.carol, "code", &commit(0, 1, 0x11), now)
+            .unwrap();
+    assert_eq!((s1.version, s1.policy.as_str()), (1, "rollback_protected"));
+    // Same rules as for workloads: one version at a time, compare-and-swap.
+    assert_err(
+        f.c.commit_volume_state(&f.carol, "code", &commit(1, 3, 0x12), now)
+            .unwrap_err(),
+        ErrorKind::Rejected,
+        "invalid_volume_version",
+    );
+    assert_err(
+        f.c.commit_volume_state(&f.carol, "code", &commit(0, 1, 0x13), now)
+            .unwrap_err(),
+        ErrorKind::Conflict,
+        "volume_version_conflict",
+    );
+    assert_err(
+        f.c.commit_volume_state(
+            &f.carol,
+            "code",
+            &CommitVolume {
+                reinitialize: true,
+                ..commit(1, 2, 0x14)
+            },
+            now,
+        )
+        .unwrap_err(),
+        ErrorKind::Conflict,
+        "reinitialize_refused",
+    );
+    // Its rule names `code` only; alice may only read; bob holds nothing.
+    for (who, volume) in [
+        (&f.carol, "data"),
+        (&f.alice, "data"),
+        (&f.alice, "code"),
+        (&f.bob, "code"),
+    ] {
+        let e = assert_err(
+            f.c.commit_volume_state(who, volume, &commit(0, 1, 0x15), now)
+                .unwrap_err(),
+            ErrorKind::Forbidden,
+            "forbidden",
+        );
+        assert!(e.message.contains("'write'"), "{e}");
+    }
+    // The workload mounting it read-only reads the owner's state and cannot commit.
+    let reader = principal(&f.c, &a);
+    let s = f.c.volume_state(&reader, "code").unwrap();
+    assert_eq!((s.version, s.root), (1, Some("11".repeat(32))));
+    assert_err(
+        f.c.commit_volume_state(&reader, "code", &commit(1, 2, 0x16), now)
+            .unwrap_err(),
+        ErrorKind::Forbidden,
+        "forbidden",
+    );
+    // Audited with the user as actor.
+    let log = f.c.audit(&f.alice, 0, 1000).unwrap();
+    let commits: Vec<(&str, &str, &str)> = log
+        .iter()
+        .filter(|e| e.action.starts_with("volume."))
+        .map(|e| (e.actor.as_str(), e.action.as_str(), e.target.as_str()))
+        .collect();
+    assert_eq!(
+        commits,
+        [(
+            "carol",
+            "volume.commit",
+            format!("code version 1 root {}", "11".repeat(32)).as_str()
+        )]
+    );
 }

@@ -14,6 +14,9 @@ use crate::model::{API_VERSION, Manifest, Secret, VolumePolicy, Workload};
 use crate::syntax::{is_identifier, is_name, is_san, is_sha256_digest, parse_size};
 use crate::template::{BUILTINS_NAME, dry_run};
 
+/// The size of a volume key, and so of the value of a volume's `key_secret`.
+pub const VOLUME_KEY_BYTES: usize = 32;
+
 /// Smallest RSA modulus accepted for recovery keys.
 const MIN_RSA_BITS: usize = 2048;
 
@@ -379,7 +382,7 @@ impl Manifest {
                     "secrets" => &["read", "write"],
                     "packages" => &["update-svn"],
                     "recovery" => &["recover"],
-                    "volumes" => &["read"],
+                    "volumes" => &["read", "write"],
                     other => {
                         e.push(
                             format!("{rp}.resource"),
@@ -501,6 +504,27 @@ impl Manifest {
                     format!("expected a positive size (bytes, or a number with KiB, MiB, GiB or TiB), got {:?}", v.size),
                 ),
                 Some(_) => {}
+            }
+            let Some(secret_name) = &v.key_secret else {
+                continue;
+            };
+            let path = format!("volumes.{name}.key_secret");
+            if v.policy == VolumePolicy::Ephemeral {
+                e.push(
+                    path.as_str(),
+                    format!("volume '{name}' is ephemeral: it gets a fresh key at every activation, it cannot take its key from a secret"),
+                );
+            }
+            match self.secrets.get(secret_name) {
+                None => e.push(path, format!("unknown secret '{secret_name}'")),
+                Some(Secret::Plain {}) => {}
+                Some(s) => e.push(
+                    path,
+                    format!(
+                        "secret '{secret_name}' is {}: a volume key must be a plain secret users set (to the {VOLUME_KEY_BYTES} bytes of the key the volume was sealed with)",
+                        s.type_name()
+                    ),
+                ),
             }
         }
     }

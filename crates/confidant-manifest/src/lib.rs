@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 mod check;
+pub use check::VOLUME_KEY_BYTES;
 pub mod model;
 mod syntax;
 pub mod template;

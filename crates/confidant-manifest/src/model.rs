@@ -208,7 +208,7 @@ pub struct Role {
 /// | `secrets` | `read`, `write` (plain secrets only) | secret names; empty: all |
 /// | `packages` | `update-svn` | package names; empty: all |
 /// | `recovery` | `recover` | — |
-/// | `volumes` | `read` (a volume's version and root) | volume names; empty: all |
+/// | `volumes` | `read` (a volume's version and root), `write` (commit a new one) | volume names; empty: all |
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
@@ -243,6 +243,12 @@ pub struct Volume {
     /// the default, so manifests written before the field existed keep their hash.
     #[serde(default, skip_serializing_if = "VolumePolicy::is_default")]
     pub policy: VolumePolicy,
+    /// A `plain` secret, set by users, whose value (exactly 32 bytes) is the volume's key: for
+    /// volumes sealed outside the coordinator (`confidant volume seal`), so that code and data
+    /// ship encrypted. Absent (the default), the coordinator generates the key. Not allowed for
+    /// `ephemeral` volumes (a fresh key every activation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_secret: Option<String>,
 }
 
 /// What the coordinator keeps of a protected volume, and so which states a mount accepts.

@@ -424,7 +424,7 @@ fn volume_policies_default_to_rollback_protected_and_keep_the_hash() {
 #[test]
 fn rejects_read_only_mounts_of_ephemeral_volumes_and_unknown_volume_rules() {
     let y = format!(
-        "{}volumes:\n  scratch: {{size: 1MiB, policy: ephemeral}}\nroles:\n  ops:\n    rules:\n      - {{resource: volumes, names: [scratch, nope], actions: [read, write]}}\n",
+        "{}volumes:\n  scratch: {{size: 1MiB, policy: ephemeral}}\nroles:\n  ops:\n    rules:\n      - {{resource: volumes, names: [scratch, nope], actions: [read, write, delete]}}\n",
         BASE.replace(
             "{package: web}",
             "{package: web, volumes: [{volume: scratch, path: /s, read_only: true}]}"
@@ -434,10 +434,36 @@ fn rejects_read_only_mounts_of_ephemeral_volumes_and_unknown_volume_rules() {
         errors(&y),
         [
             "workloads.web.volumes[0].read_only: volume 'scratch' is ephemeral (empty at every activation): a read-only mount of it is always empty",
-            "roles.ops.rules[0].actions[1]: action \"write\" is not valid for resource volumes; expected read",
+            "roles.ops.rules[0].actions[2]: action \"delete\" is not valid for resource volumes; expected read or write",
             "roles.ops.rules[0].names[1]: unknown volume 'nope'",
         ]
     );
+}
+
+#[test]
+fn a_volume_key_secret_names_a_plain_secret_and_keeps_old_hashes() {
+    let y = format!(
+        "{BASE}secrets:\n  code_key: {{type: plain}}\n  gen: {{type: symmetric-key, size: 256}}\nvolumes:\n  code: {{size: 1MiB, key_secret: code_key}}\n  a: {{size: 1MiB, key_secret: gen}}\n  b: {{size: 1MiB, key_secret: nope}}\n  c: {{size: 1MiB, policy: ephemeral, key_secret: code_key}}\nroles:\n  ops:\n    rules:\n      - {{resource: volumes, names: [code], actions: [read, write]}}\n"
+    );
+    assert_eq!(
+        errors(&y),
+        [
+            "volumes.a.key_secret: secret 'gen' is symmetric-key: a volume key must be a plain secret users set (to the 32 bytes of the key the volume was sealed with)",
+            "volumes.b.key_secret: unknown secret 'nope'",
+            "volumes.c.key_secret: volume 'c' is ephemeral: it gets a fresh key at every activation, it cannot take its key from a secret",
+        ]
+    );
+    let ok = format!(
+        "{BASE}secrets:\n  code_key: {{type: plain}}\nvolumes:\n  code: {{size: 1MiB, key_secret: code_key}}\n"
+    );
+    assert_eq!(errors(&ok), Vec::<String>::new());
+    let m = Manifest::from_yaml(&ok).unwrap();
+    assert_eq!(m.volumes["code"].key_secret.as_deref(), Some("code_key"));
+    // Absent, it is left out of the canonical form (manifests from before keep their hash).
+    let without =
+        Manifest::from_yaml(&format!("{BASE}volumes:\n  code: {{size: 1MiB}}\n")).unwrap();
+    assert!(!without.canonical_json().contains("key_secret"));
+    assert!(m.canonical_json().contains("\"key_secret\":\"code_key\""));
 }
 
 #[test]

@@ -84,7 +84,7 @@ enum Command {
     /// the app's exit code, or 125 when the app could not be started.
     Run(run::RunArgs),
     /// Protected volumes on a single machine (a key file and a local state file): create,
-    /// mount (FUSE), seal a directory, verify, inspect.
+    /// mount (FUSE), seal a directory (also into a coordinator's volume), verify, inspect.
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
 }
@@ -127,7 +127,7 @@ fn main() -> ExitCode {
         Command::Certificate(cmd) => status::certificate(cmd, &home, cli.output),
         Command::Recover(args) => recover::run(args, &home, cli.output),
         Command::Run(args) => run::run(args, &home, cli.output),
-        Command::Volume(cmd) => volume::run(cmd, cli.output),
+        Command::Volume(cmd) => volume::run(cmd, &home, cli.output),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

@@ -1,7 +1,8 @@
 //! `confidant volume create|mount|seal|verify|inspect`: protected volumes on a single machine
-//! (a key file and a local state file, no coordinator), and the agent's side of protected
-//! volumes in `confidant run`: the [`CoordinatorRootStore`] and the mounts of an activation's
-//! `volumes[]` grants.
+//! (a key file and a local state file, no coordinator); `volume seal --coordinator`, which seals
+//! a directory into a coordinator's volume (the key into its `key_secret`, the state committed
+//! as the user); and the agent's side of protected volumes in `confidant run`: the
+//! [`CoordinatorRootStore`] and the mounts of an activation's `volumes[]` grants.
 //!
 //! Key files hold the volume's 256-bit key: 32 raw bytes, or 64 hex digits, or base64 of 32
 //! bytes (surrounding whitespace ignored). `volume create` and `volume seal` generate a key file
@@ -24,7 +25,7 @@ use confidant_shield::{
 };
 use serde_json::{Value, json};
 
-use crate::client::{API, ApiError, Client};
+use crate::client::{API, ApiError, Body, Client, CoordinatorArg, UserArgs};
 use crate::{Format, Outcome};
 
 /// `confidant volume` subcommands.
@@ -37,7 +38,9 @@ pub enum VolumeCommand {
     /// commit and unmount (exit 0).
     Mount(MountArgs),
     /// Copy a plain directory tree (files, directories, symlinks, modes, owners, mtimes) into a
-    /// new volume and commit it: code and data ship encrypted.
+    /// new volume and commit it: code and data ship encrypted. With --coordinator, the state is
+    /// committed to the coordinator's volume --volume as the user of --cert/--key, so that
+    /// workloads mount it under `confidant run`.
     Seal(SealArgs),
     /// Check every chunk of every file against the committed state; exit 1 with the list of
     /// problems if any.
@@ -100,6 +103,34 @@ pub struct SealArgs {
     dir: PathBuf,
     #[command(flatten)]
     key: KeyArgs,
+    #[command(flatten)]
+    to: SealCoordinatorArgs,
+}
+
+/// `volume seal --coordinator ADDR --volume NAME --cert C --key K`: the coordinator holds the
+/// sealed volume's state instead of a local state file.
+#[derive(Debug, Args)]
+pub struct SealCoordinatorArgs {
+    /// Commit the sealed state to this coordinator (`HOST:PORT`, verified before with
+    /// `confidant verify`) instead of a local state file, as the user of --cert/--key, whose role
+    /// must allow `write` on the volume. If the manifest names the volume's `key_secret`, the
+    /// key is set there too (role: `write` on that secret) unless --no-set-key-secret. The
+    /// versions continue the coordinator's: sealing again replaces the volume's contents.
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        requires_all = ["volume", "cert"],
+        conflicts_with = "state_file"
+    )]
+    coordinator: Option<String>,
+    /// The volume's name in the coordinator's manifest (with --coordinator).
+    #[arg(long, value_name = "NAME", requires = "coordinator")]
+    volume: Option<String>,
+    /// Do not set the volume's `key_secret` to the key (someone else set it already).
+    #[arg(long, requires = "coordinator")]
+    no_set_key_secret: bool,
+    #[command(flatten)]
+    user: UserArgs,
 }
 
 /// Arguments of `volume verify`.
@@ -126,11 +157,11 @@ pub struct InspectArgs {
 }
 
 /// Runs a `volume` subcommand.
-pub fn run(cmd: VolumeCommand, format: Format) -> Result<Outcome> {
+pub fn run(cmd: VolumeCommand, home: &Path, format: Format) -> Result<Outcome> {
     match cmd {
         VolumeCommand::Create(a) => create(a, format),
         VolumeCommand::Mount(a) => mount(a, format),
-        VolumeCommand::Seal(a) => seal(a, format),
+        VolumeCommand::Seal(a) => seal(a, home, format),
         VolumeCommand::Verify(a) => verify(a, format),
         VolumeCommand::Inspect(a) => inspect(a, format),
     }
@@ -428,32 +459,117 @@ fn seal_into(volume: &Volume, src: &Path) -> Result<Copied> {
     Ok(copied)
 }
 
-fn seal(a: SealArgs, format: Format) -> Result<Outcome> {
+fn seal(a: SealArgs, home: &Path, format: Format) -> Result<Outcome> {
     if !a.src.is_dir() {
         bail!("{}: expected a directory to seal", a.src.display());
     }
+    if !is_empty_dir(&a.dir)? {
+        bail!(
+            "{}: not empty: a volume is sealed into an empty or missing directory",
+            a.dir.display()
+        );
+    }
     let key = read_or_generate_key(&a.key.key_file, format)?;
-    let store = state_store(&a.dir, a.key.state_file.as_ref());
-    let path = store.path().to_path_buf();
-    let volume = Volume::create(&a.dir, key, store)
-        .with_context(|| format!("creating a volume in {}", a.dir.display()))?;
+    let (volume, mut doc) = match (&a.to.coordinator, &a.to.volume) {
+        (Some(address), Some(name)) => seal_to_coordinator(&a, home, address, name, key)?,
+        _ => {
+            let store = state_store(&a.dir, a.key.state_file.as_ref());
+            let path = store.path().to_path_buf();
+            let volume = Volume::create(&a.dir, key, store)
+                .with_context(|| format!("creating a volume in {}", a.dir.display()))?;
+            (volume, json!({"state_file": path.display().to_string()}))
+        }
+    };
     let copied = seal_into(&volume, &a.src)?;
     let s = volume.commit().context("committing the sealed volume")?;
-    print(
-        format,
-        &json!({
-            "volume": hex::encode(volume.id()),
-            "dir": a.dir.display().to_string(),
-            "state_file": path.display().to_string(),
-            "version": s.version,
-            "root": hex::encode(s.root),
-            "files": copied.files,
-            "dirs": copied.dirs,
-            "symlinks": copied.symlinks,
-            "bytes": copied.bytes,
-        }),
-    );
+    if let Some(m) = doc.as_object_mut() {
+        for (k, v) in [
+            ("volume", json!(hex::encode(volume.id()))),
+            ("dir", json!(a.dir.display().to_string())),
+            ("version", json!(s.version)),
+            ("root", json!(hex::encode(s.root))),
+            ("files", json!(copied.files)),
+            ("dirs", json!(copied.dirs)),
+            ("symlinks", json!(copied.symlinks)),
+            ("bytes", json!(copied.bytes)),
+        ] {
+            m.insert(k.into(), v);
+        }
+    }
+    print(format, &doc);
     Ok(Outcome::Ok)
+}
+
+/// `seal --coordinator`: sets the volume's `key_secret` (unless told not to), then creates the
+/// volume after the version the coordinator holds, committing through the API as the user.
+fn seal_to_coordinator(
+    a: &SealArgs,
+    home: &Path,
+    address: &str,
+    name: &str,
+    key: VolumeKey,
+) -> Result<(Volume, Value)> {
+    crate::client::check_name("volume name", name)?;
+    let coordinator = CoordinatorArg {
+        coordinator: address.to_string(),
+    };
+    let (client, _) = crate::client::pinned_client(home, &coordinator, Some(&a.to.user))?;
+    let manifest = client
+        .get(&format!("{API}/manifest"))
+        .context("reading the coordinator's manifest")?
+        .body;
+    let spec = &manifest["manifest"]["volumes"][name];
+    if spec.is_null() {
+        bail!("the coordinator's manifest has no volume {name:?}");
+    }
+    if spec["policy"].as_str() == Some("ephemeral") {
+        bail!(
+            "volume {name} is ephemeral: it starts empty at every activation, it cannot be sealed"
+        );
+    }
+    let key_secret = spec["key_secret"].as_str().map(str::to_string);
+    // Read the state first: a user who may not see the volume changes nothing.
+    let store = Arc::new(CoordinatorRootStore::new(client, name));
+    let held = store.fetch()?;
+    match &key_secret {
+        None => tracing::warn!(
+            volume = %name,
+            "the manifest names no key_secret for this volume: workloads get the coordinator's own key for it, not this one, and will not open it"
+        ),
+        Some(secret) if !a.to.no_set_key_secret => {
+            crate::client::check_name("secret name", secret)?;
+            let body = json!({"value": STANDARD.encode(key.as_bytes())});
+            store
+                .client
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .send(
+                    reqwest::Method::PUT,
+                    &format!("{API}/secrets/{secret}"),
+                    Some(Body::Json(&body)),
+                )
+                .with_context(|| {
+                    format!("setting secret {secret}, the key of volume {name} (or give --no-set-key-secret if it is set already)")
+                })?;
+        }
+        Some(_) => {}
+    }
+    let volume = Volume::create_at(&a.dir, key, store, held.version + 1).with_context(|| {
+        format!(
+            "creating volume {name} in {} after version {} at the coordinator",
+            a.dir.display(),
+            held.version
+        )
+    })?;
+    Ok((
+        volume,
+        json!({
+            "coordinator": address,
+            "volume_name": name,
+            "key_secret": key_secret,
+            "replaced_version": held.version,
+        }),
+    ))
 }
 
 fn verify(a: VerifyArgs, format: Format) -> Result<Outcome> {
@@ -625,21 +741,18 @@ pub struct CoordinatorState {
     pub root: Option<[u8; 32]>,
 }
 
-/// A [`RootStore`] on the coordinator: `GET`/`POST /api/v1/volumes/NAME/state` with the
-/// workload certificate of the activation.
+/// A [`RootStore`] on the coordinator: `GET`/`POST /api/v1/volumes/NAME/state`, as the
+/// workload (the certificate of its activation) or as a user whose role allows `write` on the
+/// volume (`volume seal --coordinator`).
 ///
-/// A volume reset (`reinitializable`) starts a new volume at local version 1 while the
-/// coordinator's versions only go up: the store keeps an offset (coordinator version minus the
-/// volume's own). On `load` it finds the offset again as the index object in the backing
-/// directory whose SHA-256 is the coordinator's root — the root binds the whole volume, so
-/// this trusts nothing the host can forge.
+/// A volume reset (`reinitializable`) or a volume sealed again over an older one is created
+/// with [`Volume::create_at`] from the coordinator's version + 1, so local and coordinator
+/// versions are the same; [`CoordinatorRootStore::reset_from`] marks the first commit of a reset
+/// with `reinitialize: true`.
 pub struct CoordinatorRootStore {
     client: Mutex<Client>,
     volume: String,
-    dir: PathBuf,
-    offset: Mutex<u64>,
-    /// A reset is pending: `load` answers "nothing stored" and the first commit replaces the
-    /// coordinator's version (this one) with `reinitialize: true`.
+    /// A reset is pending: the commit from this version says `reinitialize: true`.
     reset_from: Mutex<Option<u64>>,
 }
 
@@ -654,14 +767,12 @@ fn unavailable(e: anyhow::Error) -> RootStoreError {
 }
 
 impl CoordinatorRootStore {
-    /// A store for volume `volume` backed by `dir`, asking the coordinator through `client`
-    /// (which presents the workload certificate).
-    pub fn new(client: Client, volume: &str, dir: &Path) -> Self {
+    /// A store for volume `volume`, asking the coordinator through `client` (which presents
+    /// the workload certificate, or a user's).
+    pub fn new(client: Client, volume: &str) -> Self {
         Self {
             client: Mutex::new(client),
             volume: volume.to_string(),
-            dir: dir.to_path_buf(),
-            offset: Mutex::new(0),
             reset_from: Mutex::new(None),
         }
     }
@@ -695,37 +806,10 @@ impl CoordinatorRootStore {
         Ok(CoordinatorState { version, root })
     }
 
-    /// The next commit is a reset of a volume the coordinator holds at `version`.
+    /// The next commit from `version` (the coordinator's) is a reset of a `reinitializable`
+    /// volume to a new, empty one (created with `Volume::create_at(.., version + 1)`).
     pub fn reset_from(&self, version: u64) {
         *self.reset_from.lock().unwrap_or_else(|e| e.into_inner()) = Some(version);
-    }
-
-    /// The local index version whose object hashes to `root`.
-    fn local_version_of(&self, coordinator_version: u64, root: &[u8; 32]) -> Option<u64> {
-        let hash = |v: u64| -> Option<[u8; 32]> {
-            use sha2::Digest as _;
-            let bytes = std::fs::read(self.dir.join(format!("index-{v}"))).ok()?;
-            Some(sha2::Sha256::digest(&bytes).into())
-        };
-        if hash(coordinator_version).as_ref() == Some(root) {
-            return Some(coordinator_version);
-        }
-        let mut versions: Vec<u64> = std::fs::read_dir(&self.dir)
-            .ok()?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                e.file_name()
-                    .to_str()?
-                    .strip_prefix("index-")?
-                    .parse::<u64>()
-                    .ok()
-            })
-            .filter(|v| *v < coordinator_version)
-            .collect();
-        versions.sort_unstable_by(|a, b| b.cmp(a));
-        versions
-            .into_iter()
-            .find(|v| hash(*v).as_ref() == Some(root))
     }
 
     fn post(&self, body: &Value) -> Result<Value, anyhow::Error> {
@@ -740,45 +824,24 @@ impl CoordinatorRootStore {
 
 impl RootStore for CoordinatorRootStore {
     fn load(&self) -> Result<Option<VolumeState>, RootStoreError> {
-        if self
-            .reset_from
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some()
-        {
-            return Ok(None);
-        }
         let s = self.fetch().map_err(unavailable)?;
-        let (version, Some(root)) = (s.version, s.root) else {
-            return Ok(None);
-        };
-        if version == 0 {
-            return Ok(None);
+        match (s.version, s.root) {
+            (0, _) | (_, None) => Ok(None),
+            (version, Some(root)) => Ok(Some(VolumeState { version, root })),
         }
-        let local = self.local_version_of(version, &root).unwrap_or(version);
-        *self.offset.lock().unwrap_or_else(|e| e.into_inner()) = version - local;
-        Ok(Some(VolumeState {
-            version: local,
-            root,
-        }))
     }
 
     fn commit(&self, expected_version: u64, new: VolumeState) -> Result<(), RootStoreError> {
         let mut reset = self.reset_from.lock().unwrap_or_else(|e| e.into_inner());
-        let mut offset = self.offset.lock().unwrap_or_else(|e| e.into_inner());
-        let (off, reinitialize) = match *reset {
-            Some(v) if expected_version == 0 => (v, true),
-            _ => (*offset, false),
-        };
+        let reinitialize = *reset == Some(expected_version);
         let body = json!({
-            "expected_version": expected_version + off,
-            "version": new.version + off,
+            "expected_version": expected_version,
+            "version": new.version,
             "root": hex::encode(new.root),
             "reinitialize": reinitialize,
         });
         match self.post(&body) {
             Ok(_) => {
-                *offset = off;
                 *reset = None;
                 Ok(())
             }
@@ -790,26 +853,23 @@ impl RootStore for CoordinatorRootStore {
                     let d = api.details.clone().unwrap_or_default();
                     let current = d["current_version"].as_u64().unwrap_or(0);
                     let current_root = d["current_root"].as_str().unwrap_or_default();
-                    if current == new.version + off && current_root == hex::encode(new.root) {
+                    if current == new.version && current_root == hex::encode(new.root) {
                         // A retry after a lost answer: the coordinator already holds it.
-                        *offset = off;
                         *reset = None;
                         return Ok(());
                     }
                     tracing::error!(
                         volume = %self.volume,
-                        "commit refused: the coordinator holds version {current}, this mount expected {}",
-                        expected_version + off
+                        "commit refused: the coordinator holds version {current}, this mount expected {expected_version}"
                     );
                     return Err(RootStoreError::Conflict {
                         expected: expected_version,
-                        found: current.saturating_sub(off),
+                        found: current,
                     });
                 }
                 Err(RootStoreError::Unavailable(format!(
                     "the coordinator refused the commit of version {} of volume {}: {api}",
-                    new.version + off,
-                    self.volume
+                    new.version, self.volume
                 )))
             }
         }
@@ -979,7 +1039,7 @@ pub fn mount_grant(grant: Grant, cfg: AgentVolumeConfig<'_>) -> Result<AgentVolu
             let client = cfg
                 .client
                 .ok_or_else(|| anyhow!("volume {name}: no coordinator client"))?;
-            let store = Arc::new(CoordinatorRootStore::new(client, &name, &cfg.dir));
+            let store = Arc::new(CoordinatorRootStore::new(client, &name));
             let state = store.fetch()?;
             let empty = is_empty_dir(&cfg.dir)?;
             let dir = cfg.dir.display();
@@ -1004,7 +1064,8 @@ pub fn mount_grant(grant: Grant, cfg: AgentVolumeConfig<'_>) -> Result<AgentVolu
                     tracing::warn!(volume = %name, coordinator_version = state.version, "reinitializing the volume: its data is gone");
                     store.reset_from(state.version);
                 }
-                let v = Volume::create(&cfg.dir, key, store)
+                // Versions continue the coordinator's (a reset never goes back).
+                let v = Volume::create_at(&cfg.dir, key, store, state.version + 1)
                     .with_context(|| format!("creating volume {name} in {dir}"))?;
                 init_root(&v, cfg.new_root_owner)?;
                 (cfg.say)(&format!("volume {name}: created a new volume in {dir}"));

@@ -6,6 +6,8 @@ mod coord;
 
 use std::path::{Path, PathBuf};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use confidant_attest::attester::sim::SimAttester;
 use coord::{Client, MEASURED, Workload, assert_error, indent, setup, start, user};
 use serde_json::{Value, json};
@@ -362,4 +364,115 @@ fn workloads_commit_their_volumes_state_and_nobody_else_does() {
     assert_eq!(code, 200, "{s}");
     assert_eq!(s["version"], 2);
     assert_eq!(s["root"], "cd".repeat(32));
+}
+
+/// A volume sealed outside the coordinator, over HTTPS: its key is the value of a `plain`
+/// secret (`key_secret`), exactly 32 bytes; activations are refused (409 `volume_key_unset`,
+/// not counted) until it is set; users whose role allows `write` on the volume commit its state
+/// (audited with their name), users with `read` only, or nothing, are refused.
+#[test]
+fn owners_register_sealed_volumes_whose_key_is_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, alice_pem, alice_cert, alice_key) = setup(dir.path());
+    let (bob_pem, bob_cert, bob_key) = user(dir.path(), "bob");
+    let coordinator = start(&home);
+    let url = coordinator.url.clone();
+    let anon = Client {
+        url: url.clone(),
+        cert: None,
+    };
+    let alice = Client {
+        url: url.clone(),
+        cert: Some((alice_cert, alice_key)),
+    };
+    let bob = Client {
+        url: url.clone(),
+        cert: Some((bob_cert, bob_key)),
+    };
+    let text = manifest(&alice_pem, &bob_pem)
+        .replace(
+            "  other: {package: app}\n",
+            "  other: {package: app}\n  app:\n    package: app\n    volumes: [{volume: code, path: /code, read_only: true}]\n",
+        )
+        .replace(
+            "volumes:\n  data:",
+            "volumes:\n  code: {size: 1MiB, key_secret: code_key}\n  data:",
+        )
+        .replace(
+            "roles:\n",
+            "secrets:\n  code_key: {type: plain}\nroles:\n  owner:\n    users: [alice]\n    rules:\n      - {resource: volumes, names: [code], actions: [write]}\n      - {resource: secrets, names: [code_key], actions: [write]}\n  reader:\n    users: [bob]\n    rules:\n      - {resource: volumes, names: [code], actions: [read]}\n",
+        );
+    let (code, set) = anon.call("POST", "/api/v1/manifest", Some(text.as_bytes()));
+    assert_eq!(code, 201, "{set}\n{text}");
+
+    // Not set yet: refused, naming the secret.
+    let w = Workload::new(&home);
+    let refused = Workload::send(&anon, &w.body(&anon, "app"));
+    assert_error(
+        &refused,
+        409,
+        "volume_key_unset",
+        Some("volumes.code.key_secret"),
+    );
+    let message = refused.1["error"]["message"].as_str().unwrap();
+    assert!(message.contains("secret 'code_key'"), "{message}");
+    // Only a 32-byte key is accepted as its value.
+    let (code, e) = alice.call(
+        "PUT",
+        "/api/v1/secrets/code_key",
+        Some(
+            json!({"value": STANDARD.encode(b"too short")})
+                .to_string()
+                .as_bytes(),
+        ),
+    );
+    assert_error(&(code, e), 400, "malformed", Some("value"));
+    let key = [0x42u8; 32];
+    let code = coord::put_secret(&alice, "code_key", &key);
+    assert!(code == 200 || code == 204, "{code}");
+    let (a, reader) = activate(&home, dir.path(), &anon, "app");
+    assert_eq!(
+        a["activation"], "app/1",
+        "the refused activation was not counted"
+    );
+    assert_eq!(a["volumes"][0]["read_only"], true);
+    assert_eq!(
+        STANDARD
+            .decode(a["volumes"][0]["key"].as_str().unwrap())
+            .unwrap(),
+        key
+    );
+
+    // The owner registers the sealed state; the same CAS rules hold.
+    let root = "5e".repeat(32);
+    let c1 = json!({"expected_version": 0, "version": 1, "root": root});
+    assert_error(&commit(&bob, "code", &c1), 403, "forbidden", None);
+    assert_error(&commit(&alice, "data", &c1), 403, "forbidden", None);
+    assert_error(&commit(&reader, "code", &c1), 403, "forbidden", None);
+    let (code, s) = commit(&alice, "code", &c1);
+    assert_eq!(code, 200, "{s}");
+    assert_eq!(
+        (s["version"].clone(), s["root"].clone()),
+        (json!(1), json!(root))
+    );
+    assert_error(
+        &commit(&alice, "code", &c1),
+        409,
+        "volume_version_conflict",
+        Some("expected_version"),
+    );
+    // Readers see it (bob by role, the workload by its mount).
+    assert_eq!(state(&bob, "code").1["version"], 1);
+    assert_eq!(state(&reader, "code").1["root"], json!(root));
+    // Audited as alice.
+    let (code, log) = alice.call("GET", "/api/v1/audit", None);
+    assert_eq!(code, 200, "{log}");
+    let entries: Vec<(&str, &str)> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"].as_str().unwrap().starts_with("volume."))
+        .map(|e| (e["actor"].as_str().unwrap(), e["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(entries, [("alice", "volume.commit")]);
 }

@@ -2,7 +2,9 @@
 //! append-only file on a `rollback_protected` volume (examples/redis/manifest-volume.yaml), its
 //! keys survive a restart, the backing directory holds only ciphertext, and a run on an older
 //! copy of the backing directory (restored after a later commit) is refused with exit 125,
-//! leaving nothing behind. Needs root, /dev/fuse, runc, redis-server/redis-cli and umoci; skips
+//! leaving nothing behind. And a Python app whose code exists only in a volume sealed on the host
+//! and registered with the coordinator by its owner. Needs root, /dev/fuse, runc,
+//! redis-server/redis-cli and umoci (and Debian's python3.11 and curl for the Python app); skips
 //! with a message otherwise.
 
 mod coord;
@@ -14,16 +16,17 @@ use std::time::{Duration, Instant};
 use coord::{Client, confidant, indent, setup, start};
 use serde_json::Value;
 
+fn have(b: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {b}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 fn ready() -> bool {
     let root = std::fs::metadata("/proc/self")
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
         .unwrap_or(false);
-    let have = |b: &str| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {b}")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
     if !(root
         && Path::new("/dev/fuse").exists()
         && have("runc")
@@ -448,4 +451,405 @@ fn a_lost_reinitializable_volume_starts_over_and_ephemeral_volumes_vanish() {
     assert_eq!(s.cli(&["GET", "after"]), "reset");
     assert_eq!(r.stop(), 0, "{}", s.log("run3.err"));
     s.assert_nothing_left();
+}
+
+/// The Python app's module, sealed into a volume: its source text (`MARKER` included) must never
+/// be in plaintext on the host. Padded so that its ciphertext spans more than a few bytes.
+const MARKER: &str = "sealed-module-marker-5f1c9e";
+
+fn sealed_module() -> String {
+    let mut src = format!(
+        r#""""The app's code, shipped only inside a sealed volume ({MARKER})."""
+import json
+import os
+import signal
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+ANSWER = "{MARKER}: served from a sealed volume"
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        data = (json.dumps({{"answer": ANSWER, "module": __file__}}) + "\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def main():
+    host, _, port = os.environ["LISTEN"].rpartition(":")
+    server = ThreadingHTTPServer((host, int(port)), Handler)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    print("sealed app: listening", file=sys.stderr, flush=True)
+    server.serve_forever()
+    server.server_close()
+"#
+    );
+    for i in 0..100 {
+        src.push_str(&format!(
+            "# padding line {i:03} so that the module spans several kilobytes\n"
+        ));
+    }
+    src
+}
+
+/// A Python HTTP app whose code is sealed on the host (`confidant volume seal --coordinator`),
+/// registered with the coordinator by its owner (the key in the volume's `key_secret`, the state
+/// committed as the user), mounted read-only by the workload and imported from the mount
+/// (PYTHONPATH): it answers through the mesh, and the host holds only ciphertext. Before the
+/// key is set the start is refused; a flipped byte in the sealed volume makes the import fail,
+/// with a clear log line.
+#[test]
+fn a_python_app_imports_its_code_from_a_volume_sealed_on_the_host() {
+    if !ready() {
+        return;
+    }
+    if !Path::new("/usr/bin/python3.11").exists() || !have("curl") {
+        eprintln!("skipped: needs /usr/bin/python3.11 and curl");
+        return;
+    }
+    let (port, listen) = (16484u16, 16485u16);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (home, ops_pem, ops_cert, ops_key) = setup(d);
+    let coordinator = start(&home);
+    let address = coordinator.url.trim_start_matches("https://").to_string();
+    let own = hex::encode(confidant_attest::attester::sim::SimAttester::measure(
+        &std::fs::read(env!("CARGO_BIN_EXE_confidant")).unwrap(),
+    ));
+    std::fs::write(
+        d.join("ref.json"),
+        format!("{{\"measurements\": [\"{own}\"]}}"),
+    )
+    .unwrap();
+    run_ok(
+        confidant(&home)
+            .args(["verify", "--coordinator", &address, "--reference-values"])
+            .arg(d.join("ref.json")),
+    );
+    let image_key =
+        run_ok(confidant(&home).args(["certificate", "image-key", "--coordinator", &address]))
+            .stdout;
+    std::fs::write(d.join("image-key.pem"), image_key).unwrap();
+    let root =
+        run_ok(confidant(&home).args(["certificate", "root", "--coordinator", &address])).stdout;
+    std::fs::write(d.join("root.pem"), root).unwrap();
+    // The image: Debian's python3 and its standard library (examples/python); the app's code is
+    // not in it, only in the sealed volume.
+    let plain = d.join("plain");
+    run_ok(Command::new(repo().join("examples/python/build-image.sh")).arg(&plain));
+    let enc = format!("oci:{}:latest", d.join("enc").display());
+    run_ok(confidant(&home).args([
+        "image",
+        "encrypt",
+        "--coordinator-key",
+        &d.join("image-key.pem").to_string_lossy(),
+        &format!("oci:{}:latest", plain.display()),
+        &enc,
+    ]));
+    let inspect = run_ok(confidant(&home).args(["-o", "json", "image", "inspect", &enc]));
+    let digest = serde_json::from_slice::<Value>(&inspect.stdout).unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let config_id = hex::encode(confidant_attest::attester::sim::SimAttester::config_id(&[
+        &digest, "pyapp",
+    ]));
+    let manifest = format!(
+        r#"apiVersion: confidant/v1
+packages:
+  pyapp:
+    tee: sim
+    reference_values:
+      measurements: ["{own}"]
+      sim: {{config_ids: ["{config_id}"]}}
+    image_digests: ["{digest}"]
+workloads:
+  pyapp:
+    package: pyapp
+    env:
+      PYTHONPATH: /code
+      LISTEN: "127.0.0.1:{listen}"
+    args: ["-u", "-c", "import sealed_app; sealed_app.main()"]
+    volumes:
+      - {{volume: code, path: /code, read_only: true}}
+    mesh:
+      sans: [127.0.0.1]
+      ingress:
+        - {{name: http, port: {port}, target_port: {listen}}}
+volumes:
+  code: {{size: 16MiB, key_secret: code_key}}
+secrets:
+  code_key: {{type: plain}}
+  py_client: {{type: cert-ecdsa, sans: [py-client]}}
+users:
+  ops:
+    certificate: |
+{ops}
+roles:
+  owner:
+    users: [ops]
+    rules:
+      - {{resource: volumes, names: [code], actions: [write]}}
+      - {{resource: secrets, names: [code_key], actions: [write]}}
+      - {{resource: secrets, names: [py_client], actions: [read]}}
+config:
+  allow_simulation: true
+"#,
+        ops = indent(&ops_pem, 6).trim_end(),
+    );
+    let anon = Client {
+        url: coordinator.url.clone(),
+        cert: None,
+    };
+    let (code, body) = anon.call("POST", "/api/v1/manifest", Some(manifest.as_bytes()));
+    assert_eq!(code, 201, "{body}");
+
+    let backing = d.join("volumes/code");
+    let run_dir = d.join("run");
+    let run = |log: &str| {
+        let mut c = confidant(&home);
+        c.args([
+            "run",
+            "--coordinator",
+            &address,
+            "--workload",
+            "pyapp",
+            "--tee",
+            "sim",
+            "--run-dir",
+        ])
+        .arg(&run_dir)
+        .arg("--volume")
+        .arg(format!("code={}", backing.display()))
+        .arg(&enc)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(d.join(log)).unwrap());
+        c
+    };
+    let log = |name: &str| std::fs::read_to_string(d.join(name)).unwrap_or_default();
+    let nothing_left = || {
+        let left: Vec<_> = std::fs::read_dir(&run_dir)
+            .map(|e| e.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "left in the run dir: {left:?}");
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(
+            !mounts.contains(&*run_dir.to_string_lossy()),
+            "a mount is left"
+        );
+    };
+
+    // Before the owner sets the volume's key, the start is refused, saying why.
+    let out = run("run0.err").output().unwrap();
+    let log0 = log("run0.err");
+    assert_eq!(out.status.code(), Some(125), "{log0}");
+    assert!(
+        log0.contains("volume_key_unset") || log0.contains("not set yet"),
+        "{log0}"
+    );
+    assert!(log0.contains("code_key"), "{log0}");
+    nothing_left();
+
+    // The owner seals the code on the host and registers it with the coordinator.
+    let src = d.join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("sealed_app.py"), sealed_module()).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        src.join("sealed_app.py"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let sealed = run_ok(
+        confidant(&home)
+            .args(["-o", "json", "volume", "seal"])
+            .arg(&src)
+            .arg(&backing)
+            .arg("--key-file")
+            .arg(d.join("code.key"))
+            .args(["--coordinator", &address, "--volume", "code", "--cert"])
+            .arg(&ops_cert)
+            .arg("--key")
+            .arg(&ops_key),
+    );
+    let sealed: Value = serde_json::from_slice(&sealed.stdout).unwrap();
+    assert_eq!(sealed["key_secret"], "code_key", "{sealed}");
+    assert_eq!(sealed["files"], 1, "{sealed}");
+    let version = sealed["version"].as_u64().unwrap();
+    assert!(
+        !d.join("volumes/code.state.json").exists(),
+        "no local state file"
+    );
+    let ops = Client {
+        url: coordinator.url.clone(),
+        cert: Some((ops_cert.clone(), ops_key.clone())),
+    };
+    // The coordinator holds the sealed state, committed by ops.
+    let (code, audit) = ops.call("GET", "/api/v1/audit", None);
+    assert_eq!(code, 200, "{audit}");
+    let commits: Vec<&Value> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "volume.commit")
+        .collect();
+    assert!(
+        !commits.is_empty() && commits.iter().all(|e| e["actor"] == "ops"),
+        "{audit}"
+    );
+    assert!(
+        commits.last().unwrap()["target"]
+            .as_str()
+            .unwrap()
+            .contains(&format!(
+                "code version {version} root {}",
+                sealed["root"].as_str().unwrap()
+            )),
+        "{audit}"
+    );
+    // Only ciphertext on the host.
+    for needle in [MARKER.as_bytes(), b"ThreadingHTTPServer", b"padding line"] {
+        assert_eq!(files_contain(&backing, needle), None, "plaintext on disk");
+    }
+
+    // The workload mounts it read-only, imports the module from it, answers through the mesh.
+    let client = {
+        let (c, k) = (d.join("client.crt"), d.join("client.key"));
+        let out = run_ok(
+            confidant(&home)
+                .args([
+                    "-o",
+                    "json",
+                    "secret",
+                    "get",
+                    "--coordinator",
+                    &address,
+                    "--cert",
+                ])
+                .arg(&ops_cert)
+                .arg("--key")
+                .arg(&ops_key)
+                .arg("py_client"),
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        std::fs::write(&c, v["cert"].as_str().unwrap()).unwrap();
+        std::fs::write(&k, v["key"].as_str().unwrap()).unwrap();
+        (c, k)
+    };
+    let get = || {
+        Command::new("curl")
+            .args(["-sS", "-f", "--max-time", "5", "--cacert"])
+            .arg(d.join("root.pem"))
+            .arg("--cert")
+            .arg(&client.0)
+            .arg("--key")
+            .arg(&client.1)
+            .arg(format!("https://127.0.0.1:{port}/"))
+            .output()
+            .unwrap()
+    };
+    let mut child = Running(Some(run("run1.err").spawn().unwrap()));
+    let started = Instant::now();
+    let answer = loop {
+        if let Ok(Some(status)) = child.0.as_mut().unwrap().try_wait() {
+            panic!("confidant run exited early ({status}): {}", log("run1.err"));
+        }
+        let o = get();
+        if o.status.success() {
+            break serde_json::from_slice::<Value>(&o.stdout).unwrap();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the app never answered: {}",
+            log("run1.err")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        answer["answer"],
+        format!("{MARKER}: served from a sealed volume"),
+        "{answer}"
+    );
+    assert_eq!(answer["module"], "/code/sealed_app.py", "{answer}");
+    assert_eq!(child.stop(), 0, "{}", log("run1.err"));
+    let log1 = log("run1.err");
+    assert!(
+        log1.contains(&format!(
+            "volume code: mounted version {version} at /code (rollback_protected, read-only)"
+        )),
+        "{log1}"
+    );
+    nothing_left();
+    // A read-only mount committed nothing: the coordinator still holds the sealed version.
+    let (_, s) = ops.call("GET", "/api/v1/volumes/code/state", None);
+    assert_eq!(s["version"], version, "{s}");
+    for needle in [MARKER.as_bytes(), b"padding line"] {
+        assert_eq!(files_contain(&backing, needle), None, "plaintext on disk");
+    }
+
+    // The host flips a byte of the sealed code: the import fails, loudly, and nothing answers.
+    let objects: Vec<PathBuf> = std::fs::read_dir(backing.join("d"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(objects.len(), 1, "{objects:?}");
+    let mut bytes = std::fs::read(&objects[0]).unwrap();
+    bytes[100] ^= 0x01;
+    std::fs::write(&objects[0], &bytes).unwrap();
+    let out = run("run2.err").output().unwrap();
+    let log2 = log("run2.err");
+    assert_ne!(out.status.code(), Some(0), "{log2}");
+    assert!(
+        log2.contains("tampering detected"),
+        "a clear log line: {log2}"
+    );
+    assert!(
+        log2.contains("path=/sealed_app.py"),
+        "the log names the file: {log2}"
+    );
+    assert!(
+        log2.contains("OSError: [Errno 5] Input/output error"),
+        "the import fails: {log2}"
+    );
+    assert!(!log2.contains("sealed app: listening"), "{log2}");
+    assert!(!log2.contains("panicked"), "{log2}");
+    nothing_left();
+
+    // The owner seals the code again (a new volume, same key, after the coordinator's version):
+    // the workload answers again.
+    std::fs::remove_dir_all(&backing).unwrap();
+    let resealed = run_ok(
+        confidant(&home)
+            .args(["-o", "json", "volume", "seal"])
+            .arg(&src)
+            .arg(&backing)
+            .arg("--key-file")
+            .arg(d.join("code.key"))
+            .args(["--coordinator", &address, "--volume", "code", "--cert"])
+            .arg(&ops_cert)
+            .arg("--key")
+            .arg(&ops_key)
+            .arg("--no-set-key-secret"),
+    );
+    let resealed: Value = serde_json::from_slice(&resealed.stdout).unwrap();
+    assert_eq!(resealed["replaced_version"], version, "{resealed}");
+    assert_eq!(resealed["version"], version + 2, "{resealed}");
+    let child = Running(Some(run("run3.err").spawn().unwrap()));
+    let started = Instant::now();
+    while !get().status.success() {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the app never answered: {}",
+            log("run3.err")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(child.stop(), 0, "{}", log("run3.err"));
+    nothing_left();
 }

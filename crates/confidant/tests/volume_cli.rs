@@ -512,3 +512,66 @@ fn inspect_works_without_the_key() {
     assert_eq!(doc["version"], 1, "{doc}");
     assert_eq!(doc["files"], 0, "{doc}");
 }
+
+/// `seal --coordinator` needs the volume's name and a user certificate, and takes no local state
+/// file (the coordinator holds the state): usage errors (exit 2) before anything is written.
+#[test]
+fn seal_to_a_coordinator_needs_a_volume_and_a_user_and_no_state_file() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let key = t.path().join("k");
+    let dir = t.path().join("vol");
+    let base = [
+        "volume",
+        "seal",
+        src.to_str().unwrap(),
+        dir.to_str().unwrap(),
+        "--key-file",
+        key.to_str().unwrap(),
+        "--coordinator",
+        "127.0.0.1:1",
+    ];
+    for extra in [
+        &["--cert", "c.pem", "--key", "k.pem"][..],
+        &["--volume", "code"][..],
+        &["--volume", "code", "--cert", "c.pem"][..],
+        &[
+            "--volume",
+            "code",
+            "--cert",
+            "c.pem",
+            "--key",
+            "k.pem",
+            "--state-file",
+            "s.json",
+        ][..],
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_confidant"))
+            .args(base)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_confidant"))
+        .args([
+            "volume",
+            "seal",
+            "--volume",
+            "code",
+            src.to_str().unwrap(),
+            dir.to_str().unwrap(),
+            "--key-file",
+            key.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "--volume needs --coordinator");
+    assert!(!key.exists() && !dir.exists(), "nothing written");
+}

@@ -8,7 +8,10 @@ use base64::Engine as _;
 use confidant_attest::binding::{Purpose, report_data_for_key_digest};
 use confidant_attest::{Evidence, Tee};
 use confidant_image::crypt::provider;
-use confidant_manifest::{Builtins, RenderedParameters, Secret, VolumePolicy, render_parameters};
+use confidant_manifest::{
+    Builtins, Manifest, RenderedParameters, Secret, SecretValue, VOLUME_KEY_BYTES, VolumePolicy,
+    render_parameters,
+};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -234,6 +237,24 @@ impl<S: Store> Coordinator<S> {
             None => BTreeMap::new(),
             Some(bytes) => self.layer_keys(&workload.package, &package.image_digests, bytes)?,
         };
+        // Volume keys before the count: an activation refused for a missing key spends nothing.
+        let mut volumes = Vec::new();
+        for mount in &workload.volumes {
+            let key = self.volume_key(m, &mount.volume)?;
+            volumes.push(VolumeGrant {
+                volume: mount.volume.clone(),
+                path: mount.path.clone(),
+                read_only: mount.read_only,
+                policy: m
+                    .volumes
+                    .get(&mount.volume)
+                    .map(|v| v.policy)
+                    .unwrap_or_default()
+                    .as_str()
+                    .to_string(),
+                key: base64::engine::general_purpose::STANDARD.encode(&*key),
+            });
+        }
         // Count it; the count, and its audit entry, are durable before anything is handed out.
         let time = super::rfc3339(now);
         let n = self.activations.count(
@@ -296,38 +317,6 @@ impl<S: Store> Coordinator<S> {
                 format!("{e}{hint}"),
             )
         })?;
-        let mut volumes = Vec::new();
-        for m in &workload.volumes {
-            let policy = current
-                .manifest
-                .volumes
-                .get(&m.volume)
-                .map(|v| v.policy)
-                .unwrap_or_default();
-            let key = if policy == VolumePolicy::Ephemeral {
-                // Nothing outlives the activation: not even the key.
-                let mut k = zeroize::Zeroizing::new(vec![0u8; 32]);
-                ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut k).map_err(
-                    |_| CoreError::internal("no randomness for an ephemeral volume key"),
-                )?;
-                k
-            } else {
-                zeroize::Zeroizing::new(
-                    self.store
-                        .get(super::tables::VOLUMES, &m.volume)?
-                        .ok_or_else(|| {
-                            CoreError::internal(format!("volume '{}' has no key", m.volume))
-                        })?,
-                )
-            };
-            volumes.push(VolumeGrant {
-                volume: m.volume.clone(),
-                path: m.path.clone(),
-                read_only: m.read_only,
-                policy: policy.as_str().to_string(),
-                key: base64::engine::general_purpose::STANDARD.encode(&*key),
-            });
-        }
         Ok(Activation {
             activation: format!("{w}/{n}"),
             volumes,
@@ -340,6 +329,58 @@ impl<S: Store> Coordinator<S> {
             simulation: tee.is_simulation(),
             warnings: appraisal.warnings,
         })
+    }
+
+    /// The key of volume `name` for an activation: a fresh one for `ephemeral` volumes, the
+    /// value of its `key_secret` (a `plain` secret users set to the key they sealed it with),
+    /// or the key the coordinator generated for it.
+    fn volume_key(&self, m: &Manifest, name: &str) -> CoreResult<zeroize::Zeroizing<Vec<u8>>> {
+        let volume = m.volumes.get(name).ok_or_else(|| {
+            CoreError::internal(format!("a mount names a missing volume '{name}'"))
+        })?;
+        if volume.policy == VolumePolicy::Ephemeral {
+            // Nothing outlives the activation: not even the key.
+            let mut k = zeroize::Zeroizing::new(vec![0u8; 32]);
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut k)
+                .map_err(|_| CoreError::internal("no randomness for an ephemeral volume key"))?;
+            return Ok(k);
+        }
+        if let Some(secret) = &volume.key_secret {
+            let unset = || {
+                CoreError::new(
+                    ErrorKind::Conflict,
+                    "volume_key_unset",
+                    Some(&format!("volumes.{name}.key_secret")),
+                    format!(
+                        "volume '{name}' takes its key from secret '{secret}', which is not set yet: the volume's owner sets it to the {VOLUME_KEY_BYTES}-byte key the volume was sealed with (`confidant volume seal … --coordinator ADDR --volume {name}` does, as a user with 'write' on the secret)"
+                    ),
+                )
+            };
+            let stored = secrets::read(self.store.get(super::tables::SECRETS, secret)?, secret)?
+                .and_then(|s| s.value)
+                .ok_or_else(unset)?;
+            let bytes = match stored.to_public(true)? {
+                SecretValue::Plain(b) => zeroize::Zeroizing::new(b),
+                _ => return Err(unset()),
+            };
+            if bytes.len() != VOLUME_KEY_BYTES {
+                return Err(CoreError::new(
+                    ErrorKind::Conflict,
+                    "volume_key_unset",
+                    Some(&format!("volumes.{name}.key_secret")),
+                    format!(
+                        "volume '{name}' takes its key from secret '{secret}', whose value is {} bytes, not a {VOLUME_KEY_BYTES}-byte key: set it again",
+                        bytes.len()
+                    ),
+                ));
+            }
+            return Ok(bytes);
+        }
+        Ok(zeroize::Zeroizing::new(
+            self.store
+                .get(super::tables::VOLUMES, name)?
+                .ok_or_else(|| CoreError::internal(format!("volume '{name}' has no key")))?,
+        ))
     }
 
     fn layer_keys(

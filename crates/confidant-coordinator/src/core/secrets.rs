@@ -344,6 +344,22 @@ impl<S: Store> Coordinator<S> {
                 ),
             ));
         }
+        if let Some((volume, _)) = m
+            .volumes
+            .iter()
+            .find(|(_, v)| v.key_secret.as_deref() == Some(name))
+        {
+            if value.len() != confidant_manifest::VOLUME_KEY_BYTES {
+                return Err(CoreError::malformed(
+                    "value",
+                    format!(
+                        "secret '{name}' is the key of volume '{volume}': expected exactly {} bytes, got {}",
+                        confidant_manifest::VOLUME_KEY_BYTES,
+                        value.len()
+                    ),
+                ));
+            }
+        }
         let stored = StoredSecret {
             definition: definition_hash(secret),
             value: Some(StoredValue::Bytes {

@@ -84,8 +84,8 @@ fn view(name: &str, policy: VolumePolicy, s: Stored) -> VolumeState {
 enum Caller {
     /// A workload activation, with whether one of its mounts of the volume is read-write.
     Workload { actor: String, writable: bool },
-    /// A manifest user.
-    User,
+    /// A manifest user, with whether a role lets them `write` (commit) the volume's state.
+    User { name: String, writable: bool },
 }
 
 /// Authenticates `who` for `name` and finds the volume's policy. Order: who asks (401), then
@@ -132,8 +132,16 @@ fn authorize(
             }
         }
         (None, Some(user)) => {
-            auth::require(m, &user, "volumes", Some(name), "read")?;
-            Caller::User
+            let writable = auth::allowed(m, &user, "volumes", Some(name), "write");
+            if !writable && !auth::allowed(m, &user, "volumes", Some(name), "read") {
+                return Err(CoreError::forbidden(format!(
+                    "user '{user}' holds no role allowing 'read' or 'write' on volumes '{name}'"
+                )));
+            }
+            Caller::User {
+                name: user,
+                writable,
+            }
         }
         (None, None) => return Err(CoreError::unauthenticated(action)),
     };
@@ -152,7 +160,7 @@ fn authorize(
 
 impl<S: Store> Coordinator<S> {
     /// `GET volumes/{name}/state`: the volume's latest committed state. Workloads that mount
-    /// the volume (read-only or not) and users with `read` on `volumes` may read it.
+    /// the volume (read-only or not) and users with `read` or `write` on `volumes` may read it.
     pub fn volume_state(&self, who: &Principal, name: &str) -> CoreResult<VolumeState> {
         let current = self.running()?;
         let (policy, _) = authorize(
@@ -168,7 +176,9 @@ impl<S: Store> Coordinator<S> {
 
     /// `POST volumes/{name}/state`: moves the volume from `expected_version` to `version`
     /// (`expected_version + 1`) with `root`, if `expected_version` is still the latest; in one
-    /// transaction with its audit entry. Only workloads with a read-write mount of the volume.
+    /// transaction with its audit entry. Workloads with a read-write mount of the volume, and
+    /// users whose role allows `write` on it (an owner registering a volume sealed outside,
+    /// `confidant volume seal --coordinator`), audited with the user as actor.
     pub fn commit_volume_state(
         &self,
         who: &Principal,
@@ -196,9 +206,13 @@ impl<S: Store> Coordinator<S> {
                     "volume '{name}' is mounted read-only by this workload: only a read-write mount commits"
                 )));
             }
-            Caller::User => {
+            Caller::User {
+                name,
+                writable: true,
+            } => name,
+            Caller::User { name: user, .. } => {
                 return Err(CoreError::forbidden(format!(
-                    "only workloads that mount volume '{name}' read-write commit its state; users may only read it"
+                    "user '{user}' holds no role allowing 'write' on volumes '{name}': only workloads that mount it read-write, and users allowed to write it, commit its state"
                 )));
             }
         };
