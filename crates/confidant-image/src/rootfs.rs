@@ -9,8 +9,8 @@
 //! behind, and decrypted bytes only ever reach the filesystem of the target.
 
 use std::io::{BufReader, Read, Write};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::path::Path;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use oci_spec::image::ImageConfiguration;
 use serde::Serialize;
