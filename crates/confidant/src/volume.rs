@@ -704,7 +704,7 @@ fn inspect(a: InspectArgs, format: Format) -> Result<Outcome> {
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
     let mut doc = json!({
         "volume": hex::encode(header.volume_id),
-        "format_version": confidant_shield::format::FORMAT_VERSION,
+        "format_version": header.format_version,
         "created": created,
         "objects": count,
         "bytes": bytes,
