@@ -7,57 +7,16 @@
 # jq, envsubst and memcached. Usage: examples/memcached/try.sh  (CONFIDANT_BIN=path/to/confidant)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-B=${CONFIDANT_BIN:-$here/../../target/debug/confidant}
-W=$(mktemp -d "${TMPDIR:-/tmp}/confidant-memcached.XXXXXX")
-export CONFIDANT_HOME=$W/home
-say() { printf '== %s\n' "$*"; }
-fail() { printf 'try.sh: FAIL: %s (logs in %s)\n' "$*" "$W" >&2; exit 1; }
-CPID= RPID= ok=
-cleanup() {
-  if [ -n "$RPID" ] && kill -0 "$RPID" 2>/dev/null; then kill -TERM "$RPID"; wait "$RPID" || true; fi
-  if [ -n "$CPID" ]; then kill "$CPID" 2>/dev/null || true; wait "$CPID" 2>/dev/null || true; fi
-  # Kept after a failure, or with KEEP=1: logs, keys, images.
-  if [ -n "$ok" ] && [ -z "${KEEP:-}" ]; then rm -rf "$W"; fi
-}
-trap cleanup EXIT
-# This workload's run directories (confidant-memcached-XXXXXXXX) mounted under /run/confidant.
-run_mounts() { grep -o ' /run/confidant/confidant-memcached-[^ ]*' /proc/self/mounts | sort || true; }
-
-say "coordinator (SIMULATION TEE) in $W"
-"$B" attest sim init >/dev/null
-"$B" coordinator run --listen 127.0.0.1:0 --no-metrics >"$W/coord.out" 2>"$W/coord.log" &
-CPID=$!
-for _ in $(seq 100); do grep -q https:// "$W/coord.out" 2>/dev/null && break; sleep 0.1; done
-ADDR=$(grep -o 'https://[^ ]*' "$W/coord.out" | sed 's|https://||') || fail "the coordinator did not start"
-M=$(sha384sum "$B" | cut -d' ' -f1)
-printf '{"measurements":["%s"]}' "$M" >"$W/ref.json"
-"$B" verify --coordinator "$ADDR" --reference-values "$W/ref.json" >/dev/null
-"$B" certificate root --coordinator "$ADDR" >"$W/root.pem"
-"$B" certificate image-key --coordinator "$ADDR" >"$W/coord-image.pub"
-
-say "image: build, encrypt for the coordinator"
-"$here/build-image.sh" "$W/plain" >/dev/null
-"$B" image encrypt --coordinator-key "$W/coord-image.pub" "oci:$W/plain:latest" "oci:$W/enc:latest" >/dev/null
-DIGEST=$("$B" -o json image inspect "oci:$W/enc:latest" | jq -r .digest)
-CID=$("$B" attest sim config-id --image-digest "$DIGEST" --workload memcached)
-
-say "manifest"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj /CN=ops \
-  -keyout "$W/ops.key" -out "$W/ops.crt" 2>/dev/null
-export MEASUREMENT=$M CONFIG_ID=$CID IMAGE_DIGEST=$DIGEST OPS_CERT="$(sed 's/^/      /' "$W/ops.crt")"
-envsubst <"$here/manifest.yaml" >"$W/manifest.yaml"
-"$B" manifest set --coordinator "$ADDR" "$W/manifest.yaml" >/dev/null
-
-say "confidant run"
-before=$(run_mounts)
-"$B" run --coordinator "$ADDR" --workload memcached --tee sim "oci:$W/enc:latest" >"$W/run.out" 2>"$W/run.err" &
-RPID=$!
+# shellcheck source=../try-lib.sh
+. "$here/../try-lib.sh"
+try_begin memcached
+try_coordinator
+try_image
+try_manifest
+try_run
 
 say "operator: client certificate and memcached password from the coordinator"
-ops=(--coordinator "$ADDR" --cert "$W/ops.crt" --key "$W/ops.key")
-"$B" -o json secret get "${ops[@]}" memcached_client >"$W/client.json"
-jq -r .cert "$W/client.json" >"$W/client.crt"
-jq -r .key "$W/client.json" >"$W/client.key"
+try_client_cert memcached_client
 PASS=$("$B" -o json secret get "${ops[@]}" memcached_password | jq -r .value | base64 -d | od -An -tx1 -v | tr -d ' \n')
 
 # memcached's ASCII protocol through the mesh: authenticate (a `set` whose data is
