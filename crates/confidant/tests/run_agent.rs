@@ -5,12 +5,11 @@
 
 mod coord;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
-use coord::{Client, confidant, indent, setup, start};
-use serde_json::Value;
+use coord::{Client, confidant, indent, repo, run_ok, setup, start};
 
 fn ready() -> bool {
     let root = std::fs::metadata("/proc/self")
@@ -29,10 +28,6 @@ fn ready() -> bool {
     true
 }
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 /// A coordinator with the Redis image built, encrypted for it, and a manifest template.
 struct Setup {
     dir: tempfile::TempDir,
@@ -43,17 +38,6 @@ struct Setup {
     ops: (PathBuf, PathBuf),
     ops_pem: String,
     run_dir: PathBuf,
-}
-
-fn run_ok(c: &mut Command) -> Output {
-    let out = c.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{c:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 fn prepare() -> Setup {
@@ -71,32 +55,7 @@ fn prepare() -> Setup {
             .args(["verify", "--coordinator", &address, "--reference-values"])
             .arg(&refs),
     );
-    let key_pem =
-        run_ok(confidant(&home).args(["certificate", "image-key", "--coordinator", &address]))
-            .stdout;
-    std::fs::write(dir.path().join("image-key.pem"), key_pem).unwrap();
-    let plain = dir.path().join("plain");
-    run_ok(Command::new(repo().join("examples/redis/build-image.sh")).arg(&plain));
-    let enc = dir.path().join("enc");
-    run_ok(confidant(&home).args([
-        "image",
-        "encrypt",
-        "--coordinator-key",
-        &dir.path().join("image-key.pem").to_string_lossy(),
-        &format!("oci:{}:latest", plain.display()),
-        &format!("oci:{}:latest", enc.display()),
-    ]));
-    let inspect = run_ok(confidant(&home).args([
-        "-o",
-        "json",
-        "image",
-        "inspect",
-        &format!("oci:{}:latest", enc.display()),
-    ]));
-    let digest = serde_json::from_slice::<Value>(&inspect.stdout).unwrap()["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let digest = coord::encrypted_example_image(&home, &address, dir.path(), "redis");
     let run_dir = dir.path().join("run");
     Setup {
         home,

@@ -10,10 +10,10 @@
 mod coord;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use coord::{Client, confidant, indent, setup, start};
+use coord::{Client, confidant, indent, repo, run_ok, setup, start};
 use serde_json::Value;
 
 fn have(b: &str) -> bool {
@@ -38,21 +38,6 @@ fn ready() -> bool {
         return false;
     }
     true
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn run_ok(c: &mut Command) -> Output {
-    let out = c.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{c:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 struct Setup {
@@ -82,35 +67,10 @@ fn prepare(port: u16, edit: impl Fn(String) -> String) -> Setup {
             .args(["verify", "--coordinator", &address, "--reference-values"])
             .arg(&refs),
     );
-    let key_pem =
-        run_ok(confidant(&home).args(["certificate", "image-key", "--coordinator", &address]))
-            .stdout;
-    std::fs::write(dir.path().join("image-key.pem"), key_pem).unwrap();
     let root =
         run_ok(confidant(&home).args(["certificate", "root", "--coordinator", &address])).stdout;
     std::fs::write(dir.path().join("root.pem"), root).unwrap();
-    let plain = dir.path().join("plain");
-    run_ok(Command::new(repo().join("examples/redis/build-image.sh")).arg(&plain));
-    let enc = dir.path().join("enc");
-    run_ok(confidant(&home).args([
-        "image",
-        "encrypt",
-        "--coordinator-key",
-        &dir.path().join("image-key.pem").to_string_lossy(),
-        &format!("oci:{}:latest", plain.display()),
-        &format!("oci:{}:latest", enc.display()),
-    ]));
-    let inspect = run_ok(confidant(&home).args([
-        "-o",
-        "json",
-        "image",
-        "inspect",
-        &format!("oci:{}:latest", enc.display()),
-    ]));
-    let digest = serde_json::from_slice::<Value>(&inspect.stdout).unwrap()["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let digest = coord::encrypted_example_image(&home, &address, dir.path(), "redis");
     let config_id = hex::encode(confidant_attest::attester::sim::SimAttester::config_id(&[
         &digest, "redis",
     ]));

@@ -230,3 +230,51 @@ pub fn setup(dir: &Path) -> (PathBuf, String, PathBuf, PathBuf) {
     let (alice_pem, cert, key) = user(dir, "alice");
     (home, alice_pem, cert, key)
 }
+
+/// The repository's top directory (for examples/ and its scripts).
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs `c`, asserting it succeeds (its output in the message otherwise).
+pub fn run_ok(c: &mut Command) -> std::process::Output {
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{c:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Builds `examples/<app>`'s image into `dir/plain`, encrypts it for the coordinator at
+/// `address` into `dir/enc` (its image key saved as `dir/image-key.pem`), and returns the
+/// encrypted image's manifest digest.
+pub fn encrypted_example_image(home: &Path, address: &str, dir: &Path, app: &str) -> String {
+    let key_pem =
+        run_ok(confidant(home).args(["certificate", "image-key", "--coordinator", address])).stdout;
+    std::fs::write(dir.join("image-key.pem"), key_pem).unwrap();
+    let plain = dir.join("plain");
+    run_ok(Command::new(repo().join(format!("examples/{app}/build-image.sh"))).arg(&plain));
+    let enc = dir.join("enc");
+    run_ok(confidant(home).args([
+        "image",
+        "encrypt",
+        "--coordinator-key",
+        &dir.join("image-key.pem").to_string_lossy(),
+        &format!("oci:{}:latest", plain.display()),
+        &format!("oci:{}:latest", enc.display()),
+    ]));
+    let inspect = run_ok(confidant(home).args([
+        "-o",
+        "json",
+        "image",
+        "inspect",
+        &format!("oci:{}:latest", enc.display()),
+    ]));
+    serde_json::from_slice::<Value>(&inspect.stdout).unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
