@@ -59,7 +59,7 @@ pub enum MeshError {
         source: std::io::Error,
     },
     /// The proxy's tokio runtime could not be created.
-    #[error("expected to start the mesh proxy's runtime (2 worker threads), found: {0}")]
+    #[error("expected to start the mesh proxy's runtime, found: {0}")]
     Runtime(#[source] std::io::Error),
 }
 

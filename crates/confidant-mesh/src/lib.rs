@@ -18,7 +18,8 @@
 //! (`tracing::warn!`, with the reason: expected and found identity) and counted
 //! ([`Mesh::stats`]).
 //!
-//! The mesh owns a multi-thread tokio runtime (2 worker threads), so it is driven from
+//! The mesh owns a multi-thread tokio runtime (half the CPUs the process may use, 1 to 4 worker
+//! threads: the proxy shares the TEE's CPUs with the app), so it is driven from
 //! synchronous code: [`Mesh::start`] binds every listener before it returns, and
 //! [`Mesh::shutdown`] (or dropping the [`Mesh`]) stops the listeners and closes all connections.
 //!
@@ -67,8 +68,8 @@ pub use tls::{WorkloadId, workload_identity};
 
 use proxy::{Counters, Egress, Ingress};
 
-/// Worker threads of the mesh's runtime.
-const WORKER_THREADS: usize = 2;
+/// At most this many worker threads in the mesh's runtime.
+const MAX_WORKER_THREADS: usize = 4;
 /// Pending connections each listener queues.
 const LISTEN_BACKLOG: u32 = 1024;
 /// How long [`Mesh::shutdown`] waits for the runtime's threads to stop.
@@ -260,7 +261,7 @@ impl Mesh {
         drop(material);
 
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(WORKER_THREADS)
+            .worker_threads(worker_threads())
             .thread_name("confidant-mesh")
             .enable_io()
             .enable_time()
@@ -354,6 +355,16 @@ impl Drop for Mesh {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Worker threads for the mesh's runtime: half the CPUs this process may run on (affinity and
+/// cgroup quota included), at least one, at most [`MAX_WORKER_THREADS`]. The proxy shares the
+/// TEE's CPUs with the app it fronts; on two CPUs one worker costs about a tenth less CPU per
+/// proxied request than two (fewer cross-thread wake-ups) at the same throughput
+/// (`docs/benchmarks.md`, mesh).
+fn worker_threads() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    (cpus / 2).clamp(1, MAX_WORKER_THREADS)
 }
 
 /// Shuts a runtime down: every task (listeners, connections) is dropped, closing its sockets.
