@@ -26,7 +26,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mib: u64 = args.get(1).map_or(Ok(256), |s| s.parse())?;
     let secs: f64 = args.get(2).map_or(Ok(3.0), |s| s.parse())?;
     let size = mib << 20;
-    let v = Volume::create(dir, VolumeKey::generate(), Arc::new(MemoryRootStore::new()))?;
+    let v = Volume::create(
+        dir,
+        VolumeKey::generate()?,
+        Arc::new(MemoryRootStore::new()),
+    )?;
     let a = v.create_file(ROOT_INO, "f".as_ref(), 0o644, 0, 0)?;
     let block = vec![0x5au8; 1 << 20];
     for off in (0..size).step_by(1 << 20) {

@@ -24,7 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             VolumeKey::from_slice(&std::fs::read(keyfile)?).ok_or("key file: expected 32 bytes")?;
         Volume::open(backing, key, roots, false)?
     } else {
-        let key = VolumeKey::generate();
+        let key = VolumeKey::generate()?;
         std::fs::write(keyfile, key.as_bytes())?;
         Volume::create(backing, key, roots)?
     };

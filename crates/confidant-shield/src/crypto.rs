@@ -18,6 +18,19 @@ pub(crate) const LABEL_FILE: &[u8] = b"confidant/shield/v1/file";
 /// Domain label of chunk AADs.
 pub(crate) const LABEL_CHUNK: &[u8] = b"confidant/shield/v1/chunk";
 
+/// A failure of the cryptographic library itself (not of the data): the system CSPRNG, HKDF or
+/// AES-GCM key setup or sealing reported an error. None of these fail on valid inputs; if one
+/// does, the operation is refused (`EIO`) rather than continued with a weaker key or nonce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("expected {0} to succeed, found an error from the cryptographic library")]
+pub struct CryptoFailure(pub &'static str);
+
+impl From<CryptoFailure> for std::io::Error {
+    fn from(e: CryptoFailure) -> Self {
+        std::io::Error::other(e)
+    }
+}
+
 /// A volume's 256-bit key. Wiped from memory on drop; never printed.
 pub struct VolumeKey(Zeroizing<[u8; 32]>);
 
@@ -34,10 +47,10 @@ impl VolumeKey {
     }
 
     /// A fresh random key from the system CSPRNG.
-    pub fn generate() -> Self {
+    pub fn generate() -> Result<Self, CryptoFailure> {
         let mut k = Zeroizing::new([0u8; 32]);
-        random(&mut *k);
-        Self(k)
+        random(&mut *k)?;
+        Ok(Self(k))
     }
 
     /// The raw key bytes (for handing the key to its owner, e.g. a key file).
@@ -45,13 +58,17 @@ impl VolumeKey {
         &self.0
     }
 
-    fn derive(&self, volume_id: &[u8; ID_LEN], info: &[&[u8]]) -> Zeroizing<[u8; 32]> {
+    fn derive(
+        &self,
+        volume_id: &[u8; ID_LEN],
+        info: &[&[u8]],
+    ) -> Result<Zeroizing<[u8; 32]>, CryptoFailure> {
         let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, volume_id).extract(&*self.0);
         let mut out = Zeroizing::new([0u8; 32]);
         prk.expand(info, hkdf::HKDF_SHA256)
             .and_then(|okm| okm.fill(&mut *out))
-            .expect("HKDF-SHA256 expands 32 bytes");
-        out
+            .map_err(|_| CryptoFailure("HKDF-SHA256 key derivation"))?;
+        Ok(out)
     }
 }
 
@@ -61,9 +78,9 @@ impl std::fmt::Debug for VolumeKey {
     }
 }
 
-/// Fills `buf` from the system CSPRNG. A CSPRNG failure is not recoverable.
-pub(crate) fn random(buf: &mut [u8]) {
-    rand::fill(buf).expect("system CSPRNG");
+/// Fills `buf` from the system CSPRNG.
+pub(crate) fn random(buf: &mut [u8]) -> Result<(), CryptoFailure> {
+    rand::fill(buf).map_err(|_| CryptoFailure("the system CSPRNG"))
 }
 
 pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
@@ -73,17 +90,23 @@ pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
     out
 }
 
-fn aead_key(bytes: &[u8; 32]) -> LessSafeKey {
-    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, bytes).expect("AES-256 key is 32 bytes"))
+fn aead_key(bytes: &[u8; 32]) -> Result<LessSafeKey, CryptoFailure> {
+    UnboundKey::new(&AES_256_GCM, bytes)
+        .map(LessSafeKey::new)
+        .map_err(|_| CryptoFailure("AES-256-GCM key setup"))
 }
 
 /// HMAC-SHA256 of the header's checked bytes with the header key.
-pub(crate) fn header_check(key: &VolumeKey, volume_id: &[u8; ID_LEN], bytes: &[u8]) -> [u8; 32] {
-    let k = key.derive(volume_id, &[LABEL_HEADER]);
+pub(crate) fn header_check(
+    key: &VolumeKey,
+    volume_id: &[u8; ID_LEN],
+    bytes: &[u8],
+) -> Result<[u8; 32], CryptoFailure> {
+    let k = key.derive(volume_id, &[LABEL_HEADER])?;
     let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &*k), bytes);
     let mut out = [0u8; 32];
     out.copy_from_slice(tag.as_ref());
-    out
+    Ok(out)
 }
 
 /// Verifies a header key check in constant time.
@@ -92,9 +115,9 @@ pub(crate) fn header_check_ok(
     volume_id: &[u8; ID_LEN],
     bytes: &[u8],
     check: &[u8; 32],
-) -> bool {
-    let k = key.derive(volume_id, &[LABEL_HEADER]);
-    hmac::verify(&hmac::Key::new(hmac::HMAC_SHA256, &*k), bytes, check).is_ok()
+) -> Result<bool, CryptoFailure> {
+    let k = key.derive(volume_id, &[LABEL_HEADER])?;
+    Ok(hmac::verify(&hmac::Key::new(hmac::HMAC_SHA256, &*k), bytes, check).is_ok())
 }
 
 /// Encrypts and decrypts index objects: nonce ‖ ciphertext ‖ tag,
@@ -105,11 +128,11 @@ pub(crate) struct IndexCipher {
 }
 
 impl IndexCipher {
-    pub(crate) fn new(key: &VolumeKey, volume_id: [u8; ID_LEN]) -> Self {
-        Self {
-            key: aead_key(&key.derive(&volume_id, &[LABEL_INDEX])),
+    pub(crate) fn new(key: &VolumeKey, volume_id: [u8; ID_LEN]) -> Result<Self, CryptoFailure> {
+        Ok(Self {
+            key: aead_key(&*key.derive(&volume_id, &[LABEL_INDEX])?)?,
             volume_id,
-        }
+        })
     }
 
     fn aad(&self, version: u64) -> Vec<u8> {
@@ -120,9 +143,9 @@ impl IndexCipher {
         aad
     }
 
-    pub(crate) fn seal(&self, version: u64, plaintext: &[u8]) -> Vec<u8> {
+    pub(crate) fn seal(&self, version: u64, plaintext: &[u8]) -> Result<Vec<u8>, CryptoFailure> {
         let mut nonce = [0u8; NONCE_LEN];
-        random(&mut nonce);
+        random(&mut nonce)?;
         let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(plaintext);
@@ -133,9 +156,9 @@ impl IndexCipher {
                 Aad::from(self.aad(version)),
                 &mut out[NONCE_LEN..],
             )
-            .expect("AES-GCM seal");
+            .map_err(|_| CryptoFailure("AES-256-GCM sealing"))?;
         out.extend_from_slice(tag.as_ref());
-        out
+        Ok(out)
     }
 
     /// The plaintext, or `None` if the object was not sealed for this volume, key and version.
@@ -193,12 +216,16 @@ pub(crate) struct FileCipher {
 }
 
 impl FileCipher {
-    pub(crate) fn new(key: &VolumeKey, volume_id: [u8; ID_LEN], file_id: [u8; ID_LEN]) -> Self {
-        Self {
-            key: aead_key(&key.derive(&volume_id, &[LABEL_FILE, &file_id])),
+    pub(crate) fn new(
+        key: &VolumeKey,
+        volume_id: [u8; ID_LEN],
+        file_id: [u8; ID_LEN],
+    ) -> Result<Self, CryptoFailure> {
+        Ok(Self {
+            key: aead_key(&*key.derive(&volume_id, &[LABEL_FILE, &file_id])?)?,
             volume_id,
             file_id,
-        }
+        })
     }
 
     fn aad(&self, index: u64, epoch: u64) -> [u8; LABEL_CHUNK.len() + 2 * ID_LEN + 16] {
@@ -219,9 +246,9 @@ impl FileCipher {
         epoch: u64,
         plaintext: &[u8; CHUNK_SIZE],
         out: &mut [u8; STORED_CHUNK_SIZE],
-    ) -> [u8; TAG_LEN] {
+    ) -> Result<[u8; TAG_LEN], CryptoFailure> {
         let mut nonce = [0u8; NONCE_LEN];
-        random(&mut nonce);
+        random(&mut nonce)?;
         out[..NONCE_LEN].copy_from_slice(&nonce);
         out[NONCE_LEN..NONCE_LEN + CHUNK_SIZE].copy_from_slice(plaintext);
         let tag = self
@@ -231,11 +258,11 @@ impl FileCipher {
                 Aad::from(self.aad(index, epoch)),
                 &mut out[NONCE_LEN..NONCE_LEN + CHUNK_SIZE],
             )
-            .expect("AES-GCM seal");
+            .map_err(|_| CryptoFailure("AES-256-GCM sealing"))?;
         let mut t = [0u8; TAG_LEN];
         t.copy_from_slice(tag.as_ref());
         out[NONCE_LEN + CHUNK_SIZE..].copy_from_slice(&t);
-        t
+        Ok(t)
     }
 
     /// Checks and decrypts a stored chunk in place; on success the plaintext is
@@ -250,7 +277,8 @@ impl FileCipher {
         if &stored[NONCE_LEN + CHUNK_SIZE..] != expected_tag {
             return Err(ChunkFault::TagMismatch);
         }
-        let nonce: [u8; NONCE_LEN] = stored[..NONCE_LEN].try_into().expect("nonce length");
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&stored[..NONCE_LEN]);
         self.key
             .open_in_place(
                 Nonce::assume_unique_for_key(nonce),
@@ -269,9 +297,9 @@ mod tests {
     #[test]
     fn chunk_refuses_other_position_epoch_and_file() {
         let k = VolumeKey::from_bytes([7; 32]);
-        let c = FileCipher::new(&k, [1; 16], [2; 16]);
+        let c = FileCipher::new(&k, [1; 16], [2; 16]).unwrap();
         let mut out = [0u8; STORED_CHUNK_SIZE];
-        let tag = c.seal(5, 9, &[0xab; CHUNK_SIZE], &mut out);
+        let tag = c.seal(5, 9, &[0xab; CHUNK_SIZE], &mut out).unwrap();
         let mut s = out;
         assert_eq!(c.open(5, 9, &tag, &mut s), Ok(()));
         assert_eq!(s[NONCE_LEN], 0xab);
@@ -279,7 +307,7 @@ mod tests {
         assert_eq!(c.open(6, 9, &tag, &mut s), Err(ChunkFault::Authentication));
         let mut s = out;
         assert_eq!(c.open(5, 8, &tag, &mut s), Err(ChunkFault::Authentication));
-        let other = FileCipher::new(&k, [1; 16], [3; 16]);
+        let other = FileCipher::new(&k, [1; 16], [3; 16]).unwrap();
         let mut s = out;
         assert_eq!(
             other.open(5, 9, &tag, &mut s),
@@ -292,8 +320,8 @@ mod tests {
     #[test]
     fn index_is_bound_to_version() {
         let k = VolumeKey::from_bytes([7; 32]);
-        let c = IndexCipher::new(&k, [1; 16]);
-        let o = c.seal(3, b"tree");
+        let c = IndexCipher::new(&k, [1; 16]).unwrap();
+        let o = c.seal(3, b"tree").unwrap();
         assert_eq!(c.open(3, &o).unwrap().as_slice(), b"tree");
         assert!(c.open(4, &o).is_none());
     }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use rustix::io::Errno;
 
+use crate::crypto::CryptoFailure;
 use crate::format::FormatError;
 use crate::roots::RootStoreError;
 
@@ -67,6 +68,10 @@ pub enum Error {
         #[source]
         source: RootStoreError,
     },
+    /// The cryptographic library failed (CSPRNG, key derivation, sealing); nothing was written
+    /// with a weaker key or nonce.
+    #[error(transparent)]
+    Crypto(#[from] CryptoFailure),
     /// A POSIX-level refusal (no such entry, not empty, read-only, …).
     #[error("{op}: {errno}")]
     Posix {

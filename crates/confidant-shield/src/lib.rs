@@ -19,7 +19,7 @@ pub mod fuse;
 pub mod roots;
 mod volume;
 
-pub use crypto::VolumeKey;
+pub use crypto::{CryptoFailure, VolumeKey};
 pub use error::{Error, Result};
 pub use fuse::{MountHandle, MountOptions, mount, mount_foreground};
 pub use roots::{LocalRootStore, MemoryRootStore, RootStore, RootStoreError, VolumeState};

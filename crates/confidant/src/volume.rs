@@ -213,7 +213,7 @@ fn read_or_generate_key(path: &Path, format: Format) -> Result<VolumeKey> {
     if path.exists() {
         return read_key(path);
     }
-    let key = VolumeKey::generate();
+    let key = VolumeKey::generate().context("generating the volume key")?;
     let text = zeroize::Zeroizing::new(format!("{}\n", hex::encode(key.as_bytes())));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -717,13 +717,12 @@ fn inspect(a: InspectArgs, format: Format) -> Result<Outcome> {
             .with_context(|| format!("opening {}", a.dir.display()))?;
         let s = volume.state();
         let c = count_tree(&volume)?;
-        let m = doc.as_object_mut().expect("an object");
-        m.insert("version".into(), s.version.into());
-        m.insert("root".into(), hex::encode(s.root).into());
-        m.insert("files".into(), c.files.into());
-        m.insert("dirs".into(), c.dirs.into());
-        m.insert("symlinks".into(), c.symlinks.into());
-        m.insert("file_bytes".into(), c.bytes.into());
+        doc["version"] = s.version.into();
+        doc["root"] = hex::encode(s.root).into();
+        doc["files"] = c.files.into();
+        doc["dirs"] = c.dirs.into();
+        doc["symlinks"] = c.symlinks.into();
+        doc["file_bytes"] = c.bytes.into();
     }
     print(format, &doc);
     Ok(Outcome::Ok)

@@ -82,7 +82,7 @@ impl Volume {
         }
         let tree = self.index_tree(&st, new_version, &new_metas);
         let plain = zeroize::Zeroizing::new(tree.encode());
-        let sealed = self.index.seal(new_version, &plain);
+        let sealed = self.index.seal(new_version, &plain)?;
         let name = Self::index_name(new_version);
         let tmp = self.dir.join(format!("{name}.tmp"));
         write_synced(&tmp, &sealed)?;

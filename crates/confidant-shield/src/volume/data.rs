@@ -145,7 +145,7 @@ impl Volume {
             .copied()
             .flatten()
             .map_or(0, |c| 1 - c.slot);
-        let tag = f.cipher.seal(index, epoch, plain, stored);
+        let tag = f.cipher.seal(index, epoch, plain, stored)?;
         file.write_all_at(stored, slot_offset(index, slot))?;
         let i = index as usize;
         if f.chunks.len() <= i {
@@ -295,8 +295,13 @@ impl Volume {
             .enumerate()
         {
             let index = first + k as u64;
-            let entry = f.chunks[index as usize].expect("a run holds stored chunks only");
-            let stored: &mut [u8; STORED_CHUNK_SIZE] = stored.try_into().expect("one chunk");
+            // A run holds stored chunks only, and `chunks_exact_mut` yields whole chunks.
+            let (Some(Some(entry)), Ok(stored)) = (
+                f.chunks.get(index as usize).copied(),
+                <&mut [u8; STORED_CHUNK_SIZE]>::try_from(stored),
+            ) else {
+                return Err(ChunkError::Fault(index, ChunkFault::Missing));
+            };
             f.cipher
                 .open(index, entry.epoch, &entry.tag, stored)
                 .map_err(|fault| ChunkError::Fault(index, fault))?;
@@ -418,7 +423,9 @@ impl Volume {
                 }
             });
         }
-        let inode = st.inodes.get_mut(&ino).expect("inode checked above");
+        let Some(inode) = st.inodes.get_mut(&ino) else {
+            return Err(Error::posix("write", Errno::NOENT));
+        };
         if let Node::File(f) = &mut inode.node {
             f.changes += 1;
         }
@@ -486,9 +493,16 @@ impl Volume {
             }
             let len = run.len();
             run.resize(len + STORED_CHUNK_SIZE, 0);
-            let out: &mut [u8; STORED_CHUNK_SIZE] =
-                (&mut run[len..]).try_into().expect("one stored chunk");
-            let tag = f.cipher.seal(index, epoch, &plain, out);
+            let Ok(out) = <&mut [u8; STORED_CHUNK_SIZE]>::try_from(&mut run[len..]) else {
+                return Err(ChunkError::Io(std::io::Error::other(
+                    "expected one stored chunk's room at the end of the write run",
+                ))
+                .into());
+            };
+            let tag = f
+                .cipher
+                .seal(index, epoch, &plain, out)
+                .map_err(|e| ChunkError::Io(e.into()))?;
             run_entries.push((index as usize, ChunkEntry { slot, epoch, tag }));
         }
         Self::flush_run(f, &file, run_start, &mut run, &mut run_entries)?;
@@ -559,7 +573,9 @@ impl Volume {
         if let Err(e) = result {
             return Err(self.chunk_error(st, ino, e));
         }
-        let inode = st.inodes.get_mut(&ino).expect("inode checked above");
+        let Some(inode) = st.inodes.get_mut(&ino) else {
+            return Err(Error::posix("truncate", Errno::NOENT));
+        };
         if let Node::File(f) = &mut inode.node {
             f.changes += 1;
         }

@@ -84,7 +84,7 @@ impl Volume {
                     let table = self.load_meta(&file_id, meta_version, &meta_hash, i.size)?;
                     Node::File(Box::new(FileData {
                         id: file_id,
-                        cipher: FileCipher::new(&self.key, self.id, file_id),
+                        cipher: FileCipher::new(&self.key, self.id, file_id)?,
                         meta_version,
                         meta_hash,
                         committed: table.chunks.clone(),

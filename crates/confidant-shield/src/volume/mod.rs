@@ -370,7 +370,7 @@ impl Volume {
             ));
         }
         let mut volume_id = [0u8; ID_LEN];
-        crypto::random(&mut volume_id);
+        crypto::random(&mut volume_id)?;
         let id_hex = hex::encode(volume_id);
         let held = roots.load().map_err(|source| Error::RootStore {
             volume: id_hex.clone(),
@@ -408,7 +408,7 @@ impl Volume {
             created,
             key_check: [0; 32],
         };
-        header.key_check = crypto::header_check(&key, &volume_id, &header.checked_bytes());
+        header.key_check = crypto::header_check(&key, &volume_id, &header.checked_bytes())?;
         for sub in ["d", "m"] {
             let p = dir.join(sub);
             std::fs::create_dir(&p).map_err(io_at(&p))?;
@@ -439,7 +439,7 @@ impl Volume {
             },
         );
         let volume = Volume {
-            index: IndexCipher::new(&key, volume_id),
+            index: IndexCipher::new(&key, volume_id)?,
             dir,
             id: volume_id,
             id_hex,
@@ -488,7 +488,7 @@ impl Volume {
             &header.volume_id,
             &header.checked_bytes(),
             &header.key_check,
-        ) {
+        )? {
             return Err(Error::WrongKey { volume: id_hex });
         }
         let lock = if read_only {
@@ -509,7 +509,7 @@ impl Volume {
                 ),
             })?;
         let volume = Volume {
-            index: IndexCipher::new(&key, header.volume_id),
+            index: IndexCipher::new(&key, header.volume_id)?,
             dir,
             id: header.volume_id,
             id_hex,

@@ -150,7 +150,9 @@ impl Volume {
                 FileKind::Symlink => return Err(Error::posix("truncate", Errno::INVAL)),
             }
         }
-        let i = st.inodes.get_mut(&ino).expect("inode checked above");
+        let Some(i) = st.inodes.get_mut(&ino) else {
+            return Err(Error::posix("setattr", Errno::NOENT));
+        };
         if let Some(m) = set.mode {
             i.mode = m & 0o7777;
         }
@@ -251,10 +253,10 @@ impl Volume {
         gid: u32,
     ) -> Result<Attributes> {
         let mut id = [0u8; ID_LEN];
-        crypto::random(&mut id);
+        crypto::random(&mut id)?;
         let node = Node::File(Box::new(FileData {
             id,
-            cipher: FileCipher::new(&self.key, self.id, id),
+            cipher: FileCipher::new(&self.key, self.id, id)?,
             meta_version: 0,
             meta_hash: [0; 32],
             chunks: Vec::new(),
@@ -551,7 +553,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let v = Volume::create(
             tmp.path().join("v"),
-            VolumeKey::generate(),
+            VolumeKey::generate().unwrap(),
             Arc::new(MemoryRootStore::new()),
         )
         .unwrap();
