@@ -7,16 +7,16 @@ use confidant_attest::Verifiers;
 use confidant_attest::attester::Attester;
 use confidant_attest::attester::sim::SimAttester;
 use confidant_attest::binding::{Purpose, report_data};
-use confidant_attest::sim::SimPlatform;
 use confidant_attest::verify::sim::SimVerifier;
 use confidant_coordinator::core::{
-    ActivateRequest, Coordinator, CoreError, ErrorKind, Options, Principal, State,
+    ActivateRequest, Coordinator, CoreError, ErrorKind, Principal, State,
 };
 use confidant_coordinator::store::MemStore;
 use confidant_image::crypt::keys::PublicKey;
 use confidant_image::crypt::{Recipients, encrypt_layer};
 
-const MEASURED: &[u8] = b"the agent binary";
+mod common;
+use common::sim::{MEASURED, Platform, Workload, coordinator, indent, user_cert};
 
 struct Fixture {
     c: Coordinator<MemStore>,
@@ -27,43 +27,9 @@ struct Fixture {
     bob_pem: String,
 }
 
-fn user_cert() -> (String, Principal) {
-    let ck = rcgen::generate_simple_self_signed(vec!["user.example".into()]).unwrap();
-    let d = ring::digest::digest(&ring::digest::SHA256, ck.cert.der());
-    let mut h = [0u8; 32];
-    h.copy_from_slice(d.as_ref());
-    (ck.cert.pem(), Principal::Certificate(h))
-}
-
-/// A simulation platform kept on disk, so that several attesters can load it.
-struct Platform(tempfile::TempDir);
-
-impl Platform {
-    fn new() -> Platform {
-        let dir = tempfile::tempdir().unwrap();
-        SimPlatform::init(dir.path()).unwrap();
-        Platform(dir)
-    }
-
-    fn clone(&self) -> SimPlatform {
-        SimPlatform::load(self.0.path()).unwrap()
-    }
-
-    fn public_key(&self) -> [u8; 32] {
-        self.clone().public_key()
-    }
-}
-
 fn fixture() -> Fixture {
     let platform = Platform::new();
-    let attester = SimAttester::new(platform.clone(), SimAttester::measure(b"coordinator"));
-    let options = Options {
-        attester: Box::new(attester),
-        verifiers: Verifiers::new().with_sim(SimVerifier::new(vec![platform.public_key()])),
-        address: "127.0.0.1:4433".into(),
-        recovery_key: None,
-    };
-    let c = Coordinator::open(MemStore::new(), options, SystemTime::now()).unwrap();
+    let c = coordinator(&platform);
     let (alice_pem, alice) = user_cert();
     let (bob_pem, bob) = user_cert();
     Fixture {
@@ -74,10 +40,6 @@ fn fixture() -> Fixture {
         alice_pem,
         bob_pem,
     }
-}
-
-fn indent(pem: &str) -> String {
-    pem.lines().map(|l| format!("      {l}\n")).collect()
 }
 
 fn manifest(f: &Fixture, extra_workload: &str) -> String {
@@ -125,41 +87,6 @@ config:
         alice = indent(&f.alice_pem),
         bob = indent(&f.bob_pem),
     )
-}
-
-/// A workload's side of an activation: a key, a CSR, evidence bound to both and a nonce.
-struct Workload {
-    key: rcgen::KeyPair,
-    csr: String,
-    attester: SimAttester,
-}
-
-impl Workload {
-    fn new(platform: &Platform) -> Workload {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let csr = rcgen::CertificateParams::default()
-            .serialize_request(&key)
-            .unwrap()
-            .pem()
-            .unwrap();
-        Workload {
-            key,
-            csr,
-            attester: SimAttester::new(platform.clone(), SimAttester::measure(MEASURED)),
-        }
-    }
-
-    fn request(&self, c: &Coordinator<MemStore>, workload: &str) -> ActivateRequest {
-        let nonce = c.issue_nonce(SystemTime::now()).unwrap().to_vec();
-        let rd = report_data(Purpose::Activate, &nonce, &self.key.public_key_der());
-        ActivateRequest {
-            workload: workload.into(),
-            evidence: self.attester.attest(&rd).unwrap(),
-            nonce,
-            csr: self.csr.clone().into_bytes(),
-            image_manifest: None,
-        }
-    }
 }
 
 fn running(f: &Fixture) {
@@ -233,7 +160,7 @@ fn wrong_measurement_is_refused_with_the_field() {
     let f = fixture();
     running(&f);
     let mut w = Workload::new(&f.platform);
-    w.attester = SimAttester::new(f.platform.clone(), SimAttester::measure(b"another binary"));
+    w.attester = SimAttester::new(f.platform.load(), SimAttester::measure(b"another binary"));
     let e =
         f.c.activate(&w.request(&f.c, "web"), SystemTime::now())
             .unwrap_err();
@@ -254,7 +181,7 @@ fn debug_evidence_is_refused_unless_allowed() {
     running(&f);
     let mut w = Workload::new(&f.platform);
     w.attester =
-        SimAttester::new(f.platform.clone(), SimAttester::measure(MEASURED)).with_debug(true);
+        SimAttester::new(f.platform.load(), SimAttester::measure(MEASURED)).with_debug(true);
     let e =
         f.c.activate(&w.request(&f.c, "web"), SystemTime::now())
             .unwrap_err();
@@ -483,7 +410,7 @@ fn package_svn_only_goes_up_and_is_enforced() {
             .unwrap_err();
     assert_refused(&e, ErrorKind::Rejected, "evidence_rejected", "evidence.svn");
     w.attester =
-        SimAttester::new(f.platform.clone(), SimAttester::measure(MEASURED)).with_version(0, 5);
+        SimAttester::new(f.platform.load(), SimAttester::measure(MEASURED)).with_version(0, 5);
     f.c.activate(&w.request(&f.c, "web"), SystemTime::now())
         .unwrap();
 }

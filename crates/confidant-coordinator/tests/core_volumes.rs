@@ -4,55 +4,27 @@
 
 use std::time::{Duration, SystemTime};
 
-use confidant_attest::Verifiers;
-use confidant_attest::attester::Attester;
 use confidant_attest::attester::sim::SimAttester;
-use confidant_attest::binding::{Purpose, report_data};
-use confidant_attest::sim::SimPlatform;
-use confidant_attest::verify::sim::SimVerifier;
 use confidant_coordinator::ca::CoordinatorCa;
 use confidant_coordinator::core::{
-    ActivateRequest, Activation, CommitVolume, Coordinator, CoreError, ErrorKind, Options,
-    Principal,
+    Activation, CommitVolume, Coordinator, CoreError, ErrorKind, Principal,
 };
 use confidant_coordinator::store::MemStore;
 
-const MEASURED: &[u8] = b"the agent binary";
+mod common;
+use common::sim::{MEASURED, Platform, Workload, coordinator, indent, user_cert};
 
 struct Fixture {
     c: Coordinator<MemStore>,
-    platform: tempfile::TempDir,
+    platform: Platform,
     alice: Principal,
     bob: Principal,
     carol: Principal,
 }
 
-fn user_cert() -> (String, Principal) {
-    let ck = rcgen::generate_simple_self_signed(vec!["user.example".into()]).unwrap();
-    let d = ring::digest::digest(&ring::digest::SHA256, ck.cert.der());
-    let mut h = [0u8; 32];
-    h.copy_from_slice(d.as_ref());
-    (ck.cert.pem(), Principal::Certificate(h))
-}
-
-fn indent(pem: &str) -> String {
-    pem.lines().map(|l| format!("      {l}\n")).collect()
-}
-
 fn fixture() -> Fixture {
-    let platform = tempfile::tempdir().unwrap();
-    SimPlatform::init(platform.path()).unwrap();
-    let load = || SimPlatform::load(platform.path()).unwrap();
-    let options = Options {
-        attester: Box::new(SimAttester::new(
-            load(),
-            SimAttester::measure(b"coordinator"),
-        )),
-        verifiers: Verifiers::new().with_sim(SimVerifier::new(vec![load().public_key()])),
-        address: "127.0.0.1:4433".into(),
-        recovery_key: None,
-    };
-    let c = Coordinator::open(MemStore::new(), options, SystemTime::now()).unwrap();
+    let platform = Platform::new();
+    let c = coordinator(&platform);
     let (alice_pem, alice) = user_cert();
     let (bob_pem, bob) = user_cert();
     let (carol_pem, carol) = user_cert();
@@ -125,26 +97,8 @@ fn activate(f: &Fixture, workload: &str) -> Activation {
 }
 
 fn try_activate(f: &Fixture, workload: &str) -> Result<Activation, CoreError> {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let csr = rcgen::CertificateParams::default()
-        .serialize_request(&key)
-        .unwrap()
-        .pem()
-        .unwrap();
-    let attester = SimAttester::new(
-        SimPlatform::load(f.platform.path()).unwrap(),
-        SimAttester::measure(MEASURED),
-    );
-    let nonce = f.c.issue_nonce(SystemTime::now()).unwrap().to_vec();
-    let rd = report_data(Purpose::Activate, &nonce, &key.public_key_der());
-    let req = ActivateRequest {
-        workload: workload.into(),
-        evidence: attester.attest(&rd).unwrap(),
-        nonce,
-        csr: csr.into_bytes(),
-        image_manifest: None,
-    };
-    f.c.activate(&req, SystemTime::now())
+    let w = Workload::new(&f.platform);
+    f.c.activate(&w.request(&f.c, workload), SystemTime::now())
 }
 
 fn der(pem_text: &str) -> Vec<u8> {

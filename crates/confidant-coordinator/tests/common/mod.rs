@@ -1,5 +1,7 @@
-//! Helpers shared by the store tests.
+//! Helpers shared by the store tests; `sim` by the tests of the coordinator's logic.
 #![allow(dead_code)]
+
+pub mod sim;
 
 use confidant_coordinator::store::sealer::testing::FixedKeySealer;
 use confidant_coordinator::store::{RedbStore, Store, StoreError};
