@@ -24,6 +24,8 @@ const APPLETS: &[&str] = &[
 /// The env var that turns [`signal_forwarding_child`] from a no-op into the child half of
 /// [`sigterm_to_the_agent_is_forwarded_to_the_container`].
 const CHILD_DIR_VAR: &str = "CONFIDANT_TEST_SIGNAL_CHILD_DIR";
+/// The image stop signal the child runs its container with (`RunOptions::stop_signal`), if set.
+const CHILD_STOP_SIGNAL_VAR: &str = "CONFIDANT_TEST_SIGNAL_CHILD_STOP_SIGNAL";
 
 fn runc() -> Option<PathBuf> {
     [
@@ -474,8 +476,8 @@ fn rootfs_on_a_tmpfs() {
     assert_eq!(out, "from-tmpfs\n");
 }
 
-/// The child half of the signal test: a no-op unless [`CHILD_DIR_VAR`] is set. Runs a container
-/// that traps SIGTERM and exits 42, and records the runner's result.
+/// The child half of the signal tests: a no-op unless [`CHILD_DIR_VAR`] is set. Runs a container
+/// that traps SIGTERM (exit 42) and SIGQUIT (exit 43), and records the runner's result.
 #[test]
 fn signal_forwarding_child() {
     let Some(dir) = std::env::var_os(CHILD_DIR_VAR).map(PathBuf::from) else {
@@ -491,13 +493,19 @@ fn signal_forwarding_child() {
         vec![
             "sh".into(),
             "-c".into(),
-            "trap 'echo got-term; exit 42' TERM; sleep 60 & touch /shared/ready; wait".into(),
+            "trap 'echo got-term; exit 42' TERM; trap 'echo got-quit; exit 43' QUIT; \
+             sleep 60 & touch /shared/ready; wait"
+                .into(),
         ],
     );
     spec.mounts.push(BindMount::new(&shared, "/shared", false));
     let runtime = Runtime::new(runc, dir.join("state"));
     let bundle = spec.write_temp(&dir).unwrap();
-    let result = runtime.run_bundle(bundle, "signal-child", RunOptions::new());
+    let mut options = RunOptions::new();
+    if let Ok(stop) = std::env::var(CHILD_STOP_SIGNAL_VAR) {
+        options = options.stop_signal(confidant_agent::runtime::parse_signal(&stop).unwrap());
+    }
+    let result = runtime.run_bundle(bundle, "signal-child", options);
     let text = match &result {
         Ok(exit) => format!("{}", exit.code()),
         Err(e) => format!("error: {e}"),
@@ -507,13 +515,34 @@ fn signal_forwarding_child() {
 
 #[test]
 fn sigterm_to_the_agent_is_forwarded_to_the_container() {
-    let Some((runc, _)) = prerequisites("sigterm_to_the_agent_is_forwarded_to_the_container")
-    else {
+    sigterm_to_the_agent(
+        "sigterm_to_the_agent_is_forwarded_to_the_container",
+        None,
+        "42",
+        "got-term",
+    );
+}
+
+#[test]
+fn sigterm_to_the_agent_arrives_as_the_image_stop_signal() {
+    sigterm_to_the_agent(
+        "sigterm_to_the_agent_arrives_as_the_image_stop_signal",
+        Some("SIGQUIT"),
+        "43",
+        "got-quit",
+    );
+}
+
+/// Starts [`signal_forwarding_child`] as a separate agent process, sends it SIGTERM once its
+/// container runs, and checks the container's exit code and what it printed.
+fn sigterm_to_the_agent(test: &str, stop_signal: Option<&str>, code: &str, printed: &str) {
+    let Some((runc, _)) = prerequisites(test) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let out = fs::File::create(dir.path().join("child.out")).unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
         .args([
             "--exact",
             "signal_forwarding_child",
@@ -523,9 +552,11 @@ fn sigterm_to_the_agent_is_forwarded_to_the_container() {
         ])
         .env(CHILD_DIR_VAR, dir.path())
         .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap();
+        .stderr(out);
+    if let Some(stop) = stop_signal {
+        command.env(CHILD_STOP_SIGNAL_VAR, stop);
+    }
+    let mut child = command.spawn().unwrap();
     let ready = dir.path().join("shared/ready");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !ready.exists() {
@@ -557,10 +588,10 @@ fn sigterm_to_the_agent_is_forwarded_to_the_container() {
     assert!(status.success(), "child test failed ({status}):\n{log}");
     let result = fs::read_to_string(dir.path().join("result")).unwrap_or_default();
     assert_eq!(
-        result, "42",
-        "container exit after forwarded SIGTERM; child log:\n{log}"
+        result, code,
+        "container exit after forwarded SIGTERM (stop signal {stop_signal:?}); child log:\n{log}"
     );
-    assert!(log.contains("got-term"), "{log}");
+    assert!(log.contains(printed), "{log}");
     let left = Runtime::new(runc, dir.path().join("state")).list().unwrap();
     assert!(left.is_empty(), "containers left: {left:?}");
     assert!(

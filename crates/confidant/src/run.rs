@@ -22,7 +22,7 @@ use confidant_agent::activation::{WorkloadKey, config_id};
 use confidant_agent::memfs::MemFs;
 use confidant_agent::process::app_process;
 use confidant_agent::runtime::{
-    BindMount, BundleSpec, RunOptions, Runtime, User, hold_signals, received_signal,
+    BindMount, BundleSpec, RunOptions, Runtime, User, hold_signals, parse_signal, received_signal,
 };
 use confidant_attest::attester::Attester;
 use confidant_attest::attester::sim::SimAttester;
@@ -253,6 +253,13 @@ fn agent(args: RunArgs, home: &Path, format: Format) -> Result<u8> {
         let argv: Vec<String> =
             serde_json::from_value(params["args"].clone()).context("the activation's args")?;
         let process = app_process(&config, &rootfs, &argv, &env)?;
+        // The image's StopSignal: what a stop request (SIGTERM to the agent) reaches the app as.
+        let stop_signal = config
+            .config()
+            .as_ref()
+            .and_then(|c| c.stop_signal().as_deref())
+            .map(|s| parse_signal(s).map_err(|e| anyhow!("the image config's StopSignal: {e}")))
+            .transpose()?;
         // 5. Protected volumes: opened (or created) as their policy says, checked against the
         // coordinator's version and root, mounted in the tmpfs and bound into the container.
         // Dropping them (any error below) unmounts, which commits.
@@ -348,7 +355,11 @@ fn agent(args: RunArgs, home: &Path, format: Format) -> Result<u8> {
             id.clone(),
             done.clone(),
         );
-        let exit = runtime.run_bundle(bundle, &id, RunOptions::new());
+        let mut run_options = RunOptions::new();
+        if let Some(signal) = stop_signal {
+            run_options = run_options.stop_signal(signal);
+        }
+        let exit = runtime.run_bundle(bundle, &id, run_options);
         done.store(true, Ordering::SeqCst);
         let _ = watchdog.join();
         if let Some(m) = mesh {

@@ -60,6 +60,7 @@ pub use bundle::{
 };
 pub use oci_spec::runtime::{Capability, ContainerState, State};
 pub use runner::{ContainerExit, MAX_ID_LEN, RunError, RunOptions, Runtime};
+pub use signals::parse_signal;
 
 /// Takes over SIGINT, SIGTERM and SIGHUP for the whole process: forwarded to a running
 /// container, otherwise recorded for [`received_signal`] instead of ending the process (an

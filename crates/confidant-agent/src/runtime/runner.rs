@@ -147,6 +147,7 @@ pub struct RunOptions {
     stdout: Option<Stdio>,
     stderr: Option<Stdio>,
     forward_signals: bool,
+    stop_signal: Option<i32>,
     no_pivot: bool,
 }
 
@@ -157,6 +158,7 @@ impl Default for RunOptions {
             stdout: None,
             stderr: None,
             forward_signals: true,
+            stop_signal: None,
             no_pivot: false,
         }
     }
@@ -195,6 +197,14 @@ impl RunOptions {
     /// that handles these signals itself should turn this off and call [`Runtime::kill`].
     pub fn forward_signals(mut self, forward: bool) -> Self {
         self.forward_signals = forward;
+        self
+    }
+
+    /// The signal a forwarded SIGTERM is delivered as: the image's `StopSignal` (e.g. SIGQUIT
+    /// for nginx's graceful stop), as `docker stop` does ([`crate::runtime::parse_signal`]).
+    /// Default: SIGTERM itself. SIGINT and SIGHUP are delivered as received.
+    pub fn stop_signal(mut self, signal: i32) -> Self {
+        self.stop_signal = Some(signal);
         self
     }
 
@@ -489,7 +499,7 @@ impl Runtime {
             .process_group(0);
 
         let forwarding = if options.forward_signals {
-            Some(Forwarding::register().map_err(RunError::Signals)?)
+            Some(Forwarding::register(options.stop_signal).map_err(RunError::Signals)?)
         } else {
             None
         };

@@ -3,7 +3,9 @@
 //! One process-wide thread (started on the first forwarded run) receives the three signals through
 //! `signal-hook` and sends each one to every runtime process currently registered, through a pidfd
 //! (so a reaped and reused pid can never be hit). While no runtime is registered, a signal gets
-//! its default action (the agent terminates), as if no handler were installed.
+//! its default action (the agent terminates), as if no handler were installed. SIGTERM, the
+//! request to stop, is delivered as the image's stop signal when one is set (`StopSignal` in the
+//! image config, like `docker stop`); see [`parse_signal`].
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
@@ -21,8 +23,10 @@ pub(crate) const FORWARDED: [i32; 3] = [SIGINT, SIGTERM, SIGHUP];
 struct Slot {
     /// The runtime's pidfd, once spawned.
     pidfd: Option<OwnedFd>,
-    /// Signals received before the runtime was spawned.
+    /// Signals received before the runtime was spawned (already translated).
     pending: Vec<i32>,
+    /// What SIGTERM is delivered as (the image's stop signal), if not SIGTERM.
+    stop_signal: Option<i32>,
 }
 
 #[derive(Default)]
@@ -51,6 +55,10 @@ impl Registry {
             return;
         }
         for slot in slots.values_mut() {
+            let signal = match slot.stop_signal {
+                Some(stop) if signal == SIGTERM => stop,
+                _ => signal,
+            };
             match &slot.pidfd {
                 Some(fd) => send(fd, signal),
                 None => slot.pending.push(signal),
@@ -119,11 +127,17 @@ pub(crate) struct Forwarding {
 
 impl Forwarding {
     /// Registers a runtime that is about to be spawned (signals received until
-    /// [`Forwarding::attach`] are queued for it).
-    pub(crate) fn register() -> Result<Self, String> {
+    /// [`Forwarding::attach`] are queued for it). SIGTERM is delivered as `stop_signal` if given.
+    pub(crate) fn register(stop_signal: Option<i32>) -> Result<Self, String> {
         let registry = registry()?;
         let token = registry.next.fetch_add(1, Ordering::Relaxed);
-        registry.lock().insert(token, Slot::default());
+        registry.lock().insert(
+            token,
+            Slot {
+                stop_signal,
+                ..Slot::default()
+            },
+        );
         Ok(Self { registry, token })
     }
 
@@ -144,5 +158,99 @@ impl Forwarding {
 impl Drop for Forwarding {
     fn drop(&mut self) {
         self.registry.lock().remove(&self.token);
+    }
+}
+
+/// Signal names as image configs write them (`StopSignal`), without the `SIG` prefix.
+const NAMES: &[(&str, i32)] = {
+    use signal_hook::consts::signal::*;
+    &[
+        ("HUP", SIGHUP),
+        ("INT", SIGINT),
+        ("QUIT", SIGQUIT),
+        ("ILL", SIGILL),
+        ("TRAP", SIGTRAP),
+        ("ABRT", SIGABRT),
+        ("IOT", SIGABRT),
+        ("BUS", SIGBUS),
+        ("FPE", SIGFPE),
+        ("KILL", SIGKILL),
+        ("USR1", SIGUSR1),
+        ("SEGV", SIGSEGV),
+        ("USR2", SIGUSR2),
+        ("PIPE", SIGPIPE),
+        ("ALRM", SIGALRM),
+        ("TERM", SIGTERM),
+        ("CHLD", SIGCHLD),
+        ("CONT", SIGCONT),
+        ("STOP", SIGSTOP),
+        ("TSTP", SIGTSTP),
+        ("TTIN", SIGTTIN),
+        ("TTOU", SIGTTOU),
+        ("URG", SIGURG),
+        ("XCPU", SIGXCPU),
+        ("XFSZ", SIGXFSZ),
+        ("VTALRM", SIGVTALRM),
+        ("PROF", SIGPROF),
+        ("WINCH", SIGWINCH),
+        ("IO", SIGIO),
+        ("POLL", SIGIO),
+        ("SYS", SIGSYS),
+    ]
+};
+
+/// Parses a signal the way an image config's `StopSignal` names it, as Docker does: a name with
+/// or without `SIG` in any case (`SIGQUIT`, `quit`) or a number (`3`). Real-time signals
+/// (`SIGRTMIN+3`) are refused: the agent cannot send them.
+pub fn parse_signal(text: &str) -> Result<i32, String> {
+    let upper = text.trim().to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    let number = match name.parse::<i32>() {
+        Ok(n) => Some(n),
+        Err(_) => NAMES.iter().find(|(n, _)| *n == name).map(|(_, s)| *s),
+    };
+    number
+        .filter(|&n| Signal::from_named_raw(n).is_some())
+        .ok_or_else(|| {
+            format!(
+                "expected a signal name or number such as SIGQUIT or 3, found {text:?}{}",
+                if name.starts_with("RT") {
+                    " (real-time signals are not supported)"
+                } else {
+                    ""
+                }
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_signal;
+
+    #[test]
+    fn stop_signals_as_images_write_them() {
+        assert_eq!(parse_signal("SIGQUIT"), Ok(3));
+        assert_eq!(parse_signal("quit"), Ok(3));
+        assert_eq!(parse_signal("SigTerm"), Ok(15));
+        assert_eq!(parse_signal("9"), Ok(9));
+        assert_eq!(parse_signal(" SIGWINCH "), Ok(28));
+        for bad in [
+            "",
+            "SIG",
+            "SIGFOO",
+            "0",
+            "-1",
+            "65",
+            "99999999999",
+            "SIGRTMIN+3",
+        ] {
+            let e = parse_signal(bad).unwrap_err();
+            assert!(e.contains("expected a signal name or number"), "{bad}: {e}");
+        }
+        assert!(
+            parse_signal("SIGRTMIN+3")
+                .unwrap_err()
+                .contains("real-time")
+        );
     }
 }
