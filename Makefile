@@ -15,7 +15,7 @@ release:
 	$(CARGO) build --release -p confidant
 
 # Debian packages the demo and tests use. Installed only when missing (needs root).
-DEB_PACKAGES := openssl curl jq gettext-base docker-registry skopeo umoci busybox-static runc redis-server redis-tools nginx-light memcached python3 fuse3 sqlite3
+DEB_PACKAGES := openssl curl jq gettext-base docker-registry skopeo umoci busybox-static runc redis-server redis-tools nginx-light memcached python3 fuse3 sqlite3 iproute2
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -87,6 +87,9 @@ echo '$ redis-cli --tls --cert client.crt … -p 6380 GET greeting'
 cli GET greeting
 echo "without a client certificate the mesh refuses:"
 redis-cli --tls --cacert "$WORK/root.pem" -h 127.0.0.1 -p 6380 PING 2>&1 | head -1 || true
+echo "Redis's own plain port is in the app's network namespace, not on the host:"
+echo '$ redis-cli -p 6379 PING'
+redis-cli -h 127.0.0.1 -p 6379 PING 2>&1 | head -1 || true
 
 step "8. Stop: the app exits, the mesh stops, the tmpfs with the decrypted image is unmounted"
 kill -TERM "$RUN_PID"; wait "$RUN_PID" || true; RUN_PID=""

@@ -352,6 +352,32 @@ fn network_host_and_none() {
     assert_eq!(lines.len(), 3, "{out}");
     assert_ne!(lines[0], &*host_netns, "shares the host's netns");
     assert_eq!(&lines[1..], ["1", "has-lo"], "only loopback expected");
+
+    // Joining a namespace the agent made: the container is in it, with its loopback up.
+    let ns = confidant_agent::netns::NetNs::create(&format!(
+        "confidant-test-join-{}",
+        std::process::id()
+    ))
+    .unwrap();
+    let ns_link = {
+        use std::os::unix::fs::MetadataExt as _;
+        format!("net:[{}]", fs::metadata(ns.path()).unwrap().ino())
+    };
+    let mut spec = f.spec(&format!("{script}; cat /sys/class/net/lo/flags"));
+    spec.network = Network::Join(ns.path().to_path_buf());
+    let (exit, out, err) = f.run_ok("net-join", &spec);
+    assert!(exit.success(), "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.first().copied(), Some(ns_link.as_str()), "{out}");
+    // IFF_UP | IFF_LOOPBACK: the loopback interface is up.
+    assert_eq!(
+        &lines[1..],
+        ["1", "has-lo", "0x9"],
+        "only loopback, up: {out}"
+    );
+    let path = ns.path().to_path_buf();
+    ns.remove().unwrap();
+    assert!(!path.exists(), "{} left", path.display());
 }
 
 #[test]

@@ -47,6 +47,15 @@ pub enum MeshError {
         #[source]
         source: rustls::server::VerifierBuilderError,
     },
+    /// The app's network namespace could not be joined (no such namespace, not root).
+    #[error("expected to join the app's network namespace {}, found: {source}", path.display())]
+    AppNetwork {
+        /// The namespace asked for.
+        path: std::path::PathBuf,
+        /// The operating system's reason.
+        #[source]
+        source: std::io::Error,
+    },
     /// A listening address could not be bound (in use, not local, no permission).
     #[error("{listener}: expected to listen on {addr}, found: {source}")]
     Bind {

@@ -49,6 +49,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod netns;
 mod proxy;
 mod tls;
 
@@ -141,6 +142,26 @@ pub struct EgressConfig {
     pub peer_workload: String,
 }
 
+/// How the mesh reaches the app (see [`Mesh::start_with`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MeshOptions {
+    /// The app's own network namespace (`/run/netns/NAME` or `/proc/PID/ns/net`), if it has
+    /// one: the ingress listeners' connections to their targets and the egress listeners are
+    /// made inside it, so the app's plain ports are reachable by the proxy only; the TLS sides
+    /// stay in the proxy's namespace. `None`: the app shares the proxy's namespace.
+    pub app_netns: Option<std::path::PathBuf>,
+}
+
+impl MeshOptions {
+    /// Options for an app in the network namespace at `path`.
+    pub fn app_netns(path: impl Into<std::path::PathBuf>) -> MeshOptions {
+        MeshOptions {
+            app_netns: Some(path.into()),
+        }
+    }
+}
+
 /// Counters of one listener since [`Mesh::start`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -216,6 +237,21 @@ impl Mesh {
         ingress: Vec<IngressConfig>,
         egress: Vec<EgressConfig>,
     ) -> Result<Mesh, MeshError> {
+        Mesh::start_with(identity, ingress, egress, &MeshOptions::default())
+    }
+
+    /// [`Mesh::start`] with options: an app in its own network namespace
+    /// ([`MeshOptions::app_netns`]).
+    pub fn start_with(
+        identity: Identity,
+        ingress: Vec<IngressConfig>,
+        egress: Vec<EgressConfig>,
+        options: &MeshOptions,
+    ) -> Result<Mesh, MeshError> {
+        let app = match &options.app_netns {
+            Some(path) => Some(Arc::new(netns::AppNetwork::enter(path)?)),
+            None => None,
+        };
         let material = tls::Material::parse(&identity)?;
         drop(identity);
         let mut ingress_plans = Vec::with_capacity(ingress.len());
@@ -269,7 +305,7 @@ impl Mesh {
             .map_err(MeshError::Runtime)?;
         let bound = {
             let _entered = runtime.enter();
-            bind_all(&ingress_plans, &egress_plans)
+            bind_all(&ingress_plans, &egress_plans, app.as_deref())
         };
         let (ingress_listeners, egress_listeners) = match bound {
             Ok(b) => b,
@@ -284,12 +320,14 @@ impl Mesh {
             let (listener, addr) = listener;
             let counters = Arc::new(Counters::new(cfg.name.clone(), addr));
             tracing::info!(listener = %cfg.name, listen = %addr, target = %cfg.target,
+                app_netns = ?app.as_ref().map(|a| a.path().display().to_string()),
                 require_client_cert = cfg.require_client_cert || cfg.allowed_peers.is_some(),
                 allowed_peers = ?cfg.allowed_peers, "mesh ingress listening");
             let ctx = Arc::new(Ingress {
                 counters: counters.clone(),
                 acceptor: TlsAcceptor::from(config),
                 target: cfg.target,
+                app: app.clone(),
             });
             runtime.spawn(proxy::run_ingress(listener, ctx));
             ingress_counters.push(counters);
@@ -379,32 +417,42 @@ fn stop_runtime(runtime: Runtime) {
 
 type Bound = Vec<(TcpListener, SocketAddr)>;
 
-/// Binds every listener (inside the runtime's context); on error, those bound are closed.
+/// Binds every listener (inside the runtime's context); on error, those bound are closed. The
+/// egress listeners go into the app's network namespace if it has one.
 fn bind_all(
     ingress: &[(IngressConfig, Arc<rustls::ServerConfig>)],
     egress: &[(EgressConfig, PeerAddr, Arc<rustls::ClientConfig>)],
+    app: Option<&netns::AppNetwork>,
 ) -> Result<(Bound, Bound), MeshError> {
     let mut ingress_bound = Vec::with_capacity(ingress.len());
     for (cfg, _) in ingress {
-        ingress_bound.push(bind(&format!("ingress {}", cfg.name), cfg.listen)?);
+        ingress_bound.push(bind(&format!("ingress {}", cfg.name), cfg.listen, None)?);
     }
     let mut egress_bound = Vec::with_capacity(egress.len());
     for (cfg, _, _) in egress {
-        egress_bound.push(bind(&format!("egress {}", cfg.peer_workload), cfg.listen)?);
+        egress_bound.push(bind(
+            &format!("egress {}", cfg.peer_workload),
+            cfg.listen,
+            app,
+        )?);
     }
     Ok((ingress_bound, egress_bound))
 }
 
-fn bind(listener: &str, addr: SocketAddr) -> Result<(TcpListener, SocketAddr), MeshError> {
+fn bind(
+    listener: &str,
+    addr: SocketAddr,
+    netns: Option<&netns::AppNetwork>,
+) -> Result<(TcpListener, SocketAddr), MeshError> {
     let err = |source| MeshError::Bind {
         listener: listener.to_owned(),
         addr,
         source,
     };
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()
-    } else {
-        TcpSocket::new_v6()
+    let socket = match netns {
+        Some(app) => app.socket_blocking(addr.is_ipv6()),
+        None if addr.is_ipv4() => TcpSocket::new_v4(),
+        None => TcpSocket::new_v6(),
     }
     .map_err(err)?;
     // A restarted proxy can rebind while old connections linger in TIME_WAIT; a port another

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 use rustls::{CertificateError, HandshakeKind};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+use crate::netns::AppNetwork;
 use crate::{ListenerStats, PeerIdentityError};
 
 /// Copy buffer per direction and connection.
@@ -110,6 +111,8 @@ pub(crate) struct Ingress {
     pub(crate) counters: Arc<Counters>,
     pub(crate) acceptor: TlsAcceptor,
     pub(crate) target: SocketAddr,
+    /// The app's network namespace, where the connections to `target` are made.
+    pub(crate) app: Option<Arc<AppNetwork>>,
 }
 
 /// What an egress listener's connections share.
@@ -174,7 +177,7 @@ async fn ingress_connection(tcp: TcpStream, from: SocketAddr, ctx: Arc<Ingress>)
             return;
         }
     };
-    let mut upstream = match connect(ctx.target).await {
+    let mut upstream = match connect(ctx.target, ctx.app.as_deref()).await {
         Ok(s) => s,
         Err(e) => {
             counters.failed.fetch_add(1, Ordering::Relaxed);
@@ -279,8 +282,14 @@ fn describe(e: &io::Error) -> String {
     }
 }
 
-async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
-    let s = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+/// Connects to the app's `addr`, from inside its network namespace if it has one.
+async fn connect(addr: SocketAddr, app: Option<&AppNetwork>) -> io::Result<TcpStream> {
+    let socket = match app {
+        Some(app) => app.socket(addr.is_ipv6()).await?,
+        None if addr.is_ipv4() => TcpSocket::new_v4()?,
+        None => TcpSocket::new_v6()?,
+    };
+    let s = tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(addr))
         .await
         .map_err(|_| {
             io::Error::new(

@@ -20,9 +20,11 @@ use base64::engine::general_purpose::STANDARD;
 use clap::{Args, ValueEnum};
 use confidant_agent::activation::{WorkloadKey, config_id};
 use confidant_agent::memfs::MemFs;
+use confidant_agent::netns::NetNs;
 use confidant_agent::process::app_process;
 use confidant_agent::runtime::{
-    BindMount, BundleSpec, RunOptions, Runtime, User, hold_signals, parse_signal, received_signal,
+    BindMount, BundleSpec, Network, RunOptions, Runtime, User, hold_signals, parse_signal,
+    received_signal,
 };
 use confidant_attest::attester::Attester;
 use confidant_attest::attester::sim::SimAttester;
@@ -52,6 +54,16 @@ pub enum TeeChoice {
     Sim,
 }
 
+/// The app's network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NetworkChoice {
+    /// Its own network namespace with only a loopback interface: its ports are reachable
+    /// through the mesh's ingress only, and it reaches out through the mesh's egress only.
+    Isolated,
+    /// The agent's (host's) network: its plain ports are open to every local process.
+    Host,
+}
+
 /// `confidant run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -78,6 +90,10 @@ pub struct RunArgs {
     /// The TEE that signs the workload's evidence.
     #[arg(long, value_enum, default_value_t = TeeChoice::Auto)]
     tee: TeeChoice,
+    /// The app's network: `isolated` (its own namespace, reachable only through the mesh) or
+    /// `host` (the agent's network; for apps that need other network access).
+    #[arg(long, value_enum, default_value_t = NetworkChoice::Isolated)]
+    network: NetworkChoice,
     /// Size of the memory-backed file system holding the decrypted image and rendered files.
     #[arg(long, default_value = "2GiB", value_name = "SIZE")]
     memory: String,
@@ -230,6 +246,11 @@ fn agent(args: RunArgs, home: &Path, format: Format) -> Result<u8> {
     check_stop("after activation")?;
     let keys = released_keys(&manifest_bytes, &answer["layer_keys"])?;
     let id = container_id(&args.workload);
+    // The app's network namespace is made while the image is unpacked (two `ip` runs).
+    let making_netns = (args.network == NetworkChoice::Isolated).then(|| {
+        let id = id.clone();
+        std::thread::spawn(move || NetNs::create(&id))
+    });
     let memfs = MemFs::mount(&args.run_dir.join(&id), memory)?;
     let result = (|| -> Result<(u8, Vec<Value>)> {
         let rootfs = memfs.path().join("rootfs");
@@ -323,8 +344,33 @@ fn agent(args: RunArgs, home: &Path, format: Format) -> Result<u8> {
             );
             volumes.push(v);
         }
-        // 6. The mesh proxy with the workload's identity.
-        let mesh = start_mesh(&args, &key, &answer, format)?;
+        // 6. The app's network namespace, and the mesh proxy with the workload's identity.
+        let netns = match making_netns {
+            Some(making) => {
+                let n = making
+                    .join()
+                    .map_err(|_| anyhow!("making the app's network namespace panicked"))??;
+                say(
+                    format,
+                    "network: the app's own namespace (its ports are reachable only through the mesh)",
+                );
+                Some(n)
+            }
+            None => {
+                say(
+                    format,
+                    "network: the host's (the app's plain ports are open to local processes)",
+                );
+                None
+            }
+        };
+        let mesh = start_mesh(
+            &args,
+            &key,
+            &answer,
+            netns.as_ref().map(NetNs::path),
+            format,
+        )?;
         // 7. The OCI bundle, run in the foreground.
         let mut spec = BundleSpec::new(&rootfs, process.args.clone());
         spec.env = process.env.clone();
@@ -335,6 +381,9 @@ fn agent(args: RunArgs, home: &Path, format: Format) -> Result<u8> {
             additional_gids: process.additional_gids.clone(),
         };
         spec.hostname = Some(args.workload.clone());
+        if let Some(n) = &netns {
+            spec.network = Network::Join(n.path().to_path_buf());
+        }
         spec.mounts = files;
         spec.mounts
             .extend(volumes.iter().filter_map(crate::volume::AgentVolume::bind));
@@ -364,6 +413,11 @@ fn agent(args: RunArgs, home: &Path, format: Format) -> Result<u8> {
         let _ = watchdog.join();
         if let Some(m) = mesh {
             m.shutdown();
+        }
+        if let Some(n) = netns
+            && let Err(e) = n.remove()
+        {
+            tracing::error!("{e}");
         }
         let exit = exit?;
         say(format, &format!("the app exited with {}", exit.code()));
@@ -525,6 +579,7 @@ fn start_mesh(
     args: &RunArgs,
     key: &WorkloadKey,
     answer: &Value,
+    app_netns: Option<&Path>,
     format: Format,
 ) -> Result<Option<confidant_mesh::Mesh>> {
     let mesh = &answer["mesh"];
@@ -584,7 +639,11 @@ fn start_mesh(
         key_pem: key.private_key_pem(),
         root_pem: answer["root_ca"].as_str().unwrap_or_default().to_string(),
     };
-    let m = confidant_mesh::Mesh::start(identity, ingress, egress)?;
+    let options = match app_netns {
+        Some(path) => confidant_mesh::MeshOptions::app_netns(path),
+        None => confidant_mesh::MeshOptions::default(),
+    };
+    let m = confidant_mesh::Mesh::start_with(identity, ingress, egress, &options)?;
     for a in m.ingress_addrs() {
         say(format, &format!("mesh ingress (mutual TLS) on {a}"));
     }

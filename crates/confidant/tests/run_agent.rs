@@ -5,7 +5,7 @@
 
 mod coord;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
@@ -266,6 +266,42 @@ impl Drop for Running {
     }
 }
 
+/// The network namespace of a running workload's app: named like its run's entry in `run_dir`
+/// (the container id, `confidant-<workload>-<hex>`).
+fn netns_of(run_dir: &Path, workload: &str, child: &mut Child) -> String {
+    let start = Instant::now();
+    let prefix = format!("confidant-{workload}-");
+    loop {
+        let name = std::fs::read_dir(run_dir).ok().and_then(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .find(|n| n.starts_with(&prefix))
+        });
+        if let Some(name) = name
+            && Path::new("/run/netns").join(&name).exists()
+        {
+            return name;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("confidant run exited early with {status}");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no network namespace for {workload}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs `args` inside the network namespace `netns` (`ip netns exec`).
+fn in_netns(netns: &str, args: &[&str]) -> Output {
+    Command::new("ip")
+        .args(["netns", "exec", netns])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 fn wait_port(port: u16, child: &mut Child) {
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -315,12 +351,48 @@ fn after_a_run_no_plaintext_is_on_disk_and_egress_checks_the_peer() {
         .stderr(log("cache.err"))
         .spawn()
         .unwrap();
-    wait_port(16391, &mut cache);
+    // `cache` runs in its own network namespace (the default): its app port and its egress
+    // listener exist there only.
+    let netns = netns_of(&s.run_dir, "cache", &mut cache);
+    let start = Instant::now();
+    while !String::from_utf8_lossy(
+        &in_netns(
+            &netns,
+            &["redis-cli", "-h", "127.0.0.1", "-p", "16390", "PING"],
+        )
+        .stdout,
+    )
+    .contains("PONG")
+    {
+        if let Ok(Some(status)) = cache.try_wait() {
+            panic!("confidant run exited early with {status}");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "cache's redis never answered inside its namespace"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for port in [16390, 16391] {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "port {port} of the isolated app is reachable from the host"
+        );
+    }
     // The egress accepts locally, then refuses the peer's identity and closes.
-    let out = Command::new("timeout")
-        .args(["20", "redis-cli", "-h", "127.0.0.1", "-p", "16391", "PING"])
-        .output()
-        .unwrap();
+    let out = in_netns(
+        &netns,
+        &[
+            "timeout",
+            "20",
+            "redis-cli",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            "16391",
+            "PING",
+        ],
+    );
     assert_ne!(
         out.status.code(),
         Some(124),
@@ -330,6 +402,10 @@ fn after_a_run_no_plaintext_is_on_disk_and_egress_checks_the_peer() {
     drop(Running(cache));
     drop(redis);
     s.assert_nothing_left();
+    assert!(
+        !Path::new("/run/netns").join(&netns).exists(),
+        "network namespace {netns} left behind"
+    );
     // The password and the image's plaintext are nowhere on disk: not in the run dir (gone),
     // not in the state or client dirs, not in the encrypted layout.
     let ops = Client {

@@ -146,7 +146,7 @@ pub enum BundleError {
 }
 
 /// The container's network.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Network {
     /// Share the agent's network namespace (the default): the mesh proxy in the agent forwards to
     /// the app's plain port on 127.0.0.1, and the app reaches the network like the agent does.
@@ -154,6 +154,9 @@ pub enum Network {
     Host,
     /// A new, empty network namespace with only a loopback interface.
     None,
+    /// Join an existing network namespace by path (e.g. a [`crate::netns::NetNs`] the agent
+    /// made, in which the mesh proxy opens its sockets towards the app).
+    Join(PathBuf),
 }
 
 /// The seccomp filter to install.
@@ -301,12 +304,19 @@ impl BundleSpec {
         ] {
             namespaces.push(LinuxNamespaceBuilder::default().typ(typ).build()?);
         }
-        if self.network == Network::None {
-            namespaces.push(
+        match &self.network {
+            Network::Host => {}
+            Network::None => namespaces.push(
                 LinuxNamespaceBuilder::default()
                     .typ(LinuxNamespaceType::Network)
                     .build()?,
-            );
+            ),
+            Network::Join(path) => namespaces.push(
+                LinuxNamespaceBuilder::default()
+                    .typ(LinuxNamespaceType::Network)
+                    .path(path.clone())
+                    .build()?,
+            ),
         }
 
         // runc's `runc spec` default: deny every device in the devices cgroup; runc then allows

@@ -10,9 +10,11 @@
 //!
 //! The defaults are Docker's, so an image behaves as under `docker run`:
 //! - **Namespaces**: its own PID, IPC, UTS and mount namespaces; the network namespace is the
-//!   agent's by default ([`Network::Host`]: the mesh proxy in the agent reaches the app on
-//!   127.0.0.1) or a new empty one ([`Network::None`]). No user namespace: uid 0 in the container
-//!   is uid 0 of the (pod VM's) kernel, held back by the measures below.
+//!   agent's ([`Network::Host`], the bundle's default), a new empty one ([`Network::None`]) or
+//!   one the agent made and joins by path ([`Network::Join`]: what `confidant run` uses, so the
+//!   mesh proxy reaches the app on 127.0.0.1 inside it and nothing else on the machine does).
+//!   No user namespace: uid 0 in the container is uid 0 of the (pod VM's) kernel, held back by
+//!   the measures below.
 //! - **Capabilities**: Docker's 14 ([`DOCKER_DEFAULT_CAPABILITIES`]), in the bounding, effective
 //!   and permitted sets only; a non-root user ends up with none effective. `noNewPrivileges` is
 //!   set, so setuid binaries and file capabilities cannot raise them.
