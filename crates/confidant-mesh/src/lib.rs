@@ -14,7 +14,9 @@
 //!   identity check replaces host name verification.
 //!
 //! Bytes are copied both ways with 64 KiB buffers; a half-close (one side shuts down writing) is
-//! passed on while the other direction keeps flowing. Refused connections are logged
+//! passed on while the other direction keeps flowing. The TLS hop's TCP connections probe a
+//! silent peer (keepalive after 60 s, closed after about two minutes without an answer); idle
+//! connections to live peers are never closed. Refused connections are logged
 //! (`tracing::warn!`, with the reason: expected and found identity) and counted
 //! ([`Mesh::stats`]).
 //!

@@ -22,6 +22,16 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause after an accept error such as "too many open files", so the loop does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+/// TCP keepalive on the connections to and from other machines: the first probe after this
+/// much silence, then every [`KEEPALIVE_INTERVAL`], [`KEEPALIVE_PROBES`] times. A peer that
+/// vanished (its VM stopped, the network cut) is noticed after about two minutes and both sides
+/// of the proxied connection are closed, instead of holding them forever. Idle but live
+/// connections are not closed (no idle timeout: Redis clients, pub/sub and pools stay idle).
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+/// See [`KEEPALIVE_IDLE`].
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// See [`KEEPALIVE_IDLE`].
+const KEEPALIVE_PROBES: u32 = 6;
 
 /// A listener's counters, shared by its accept loop, its connections and [`crate::Mesh::stats`].
 #[derive(Debug)]
@@ -159,6 +169,7 @@ async fn ingress_connection(tcp: TcpStream, from: SocketAddr, ctx: Arc<Ingress>)
     let _active = Active::new(counters);
     // Nagle would hold back small records (request/response protocols stall on delayed ACKs).
     let _ = tcp.set_nodelay(true);
+    keepalive(&tcp, &counters.name);
     let mut tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, ctx.acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
@@ -226,6 +237,7 @@ async fn egress_connection(local: TcpStream, from: SocketAddr, ctx: Arc<Egress>)
         }
     };
     let _ = tcp.set_nodelay(true);
+    keepalive(&tcp, &counters.name);
     let handshake = ctx.connector.connect(ctx.server_name.clone(), tcp);
     let mut tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
         Ok(Ok(tls)) => tls,
@@ -299,6 +311,18 @@ async fn connect(addr: SocketAddr, app: Option<&AppNetwork>) -> io::Result<TcpSt
         })??;
     let _ = s.set_nodelay(true);
     Ok(s)
+}
+
+/// Turns on TCP keepalive ([`KEEPALIVE_IDLE`]); a failure is logged, the connection kept.
+fn keepalive(tcp: &TcpStream, listener: &str) {
+    use rustix::net::sockopt;
+    let set = sockopt::set_socket_keepalive(tcp, true)
+        .and_then(|()| sockopt::set_tcp_keepidle(tcp, KEEPALIVE_IDLE))
+        .and_then(|()| sockopt::set_tcp_keepintvl(tcp, KEEPALIVE_INTERVAL))
+        .and_then(|()| sockopt::set_tcp_keepcnt(tcp, KEEPALIVE_PROBES));
+    if let Err(e) = set {
+        tracing::warn!(%listener, error = %e, "could not turn on TCP keepalive");
+    }
 }
 
 /// Records the bytes of a connection that ended (the listener side is `a`).

@@ -537,3 +537,60 @@ fn redis_through_the_mesh() {
     assert_eq!(server.stats().ingress[0].accepted, 2);
     assert_eq!(client.stats().egress[0].accepted, 2);
 }
+
+#[test]
+fn connections_between_machines_have_tcp_keepalive() {
+    init_logs();
+    let ca = Ca::new("Confidant");
+    let app = echo_server();
+    let server = ingress(&ca, "db", app, |_| {});
+    let client = egress(&ca, "web", server.ingress_addrs()[0], "db");
+    // A connection held open through egress and ingress.
+    let mut conn = TcpStream::connect(client.egress_addrs()[0]).expect("connect to egress");
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    conn.write_all(b"ping").expect("write");
+    let mut buf = [0u8; 4];
+    conn.read_exact(&mut buf).expect("echo");
+    assert_eq!(&buf, b"ping");
+
+    // Both ends of the TLS hop (the egress's socket to the peer, the ingress's accepted one)
+    // probe a silent peer; the local hops (app to egress, ingress to app) do not need to.
+    // ss shows one timer per socket: while a segment waits for its ACK it shows the
+    // retransmission timer instead, so the (idle) connection is looked at until it settles.
+    let port = server.ingress_addrs()[0].port();
+    let tls_hop = || {
+        let out = Command::new("ss")
+            .args(["-tnoH", "state", "established"])
+            .arg(format!("( sport = :{port} or dport = :{port} )"))
+            .output()
+            .expect("run ss (iproute2)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let mut text = tls_hop();
+    for _ in 0..50 {
+        if text.lines().count() == 2 && text.lines().all(|l| l.contains("timer:(keepalive,")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        text = tls_hop();
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "the two ends of the TLS hop: {text}");
+    for line in lines {
+        assert!(line.contains("timer:(keepalive,"), "no keepalive: {line}");
+    }
+    let app_port = app.port();
+    let out = Command::new("ss")
+        .args(["-tnoH", "state", "established"])
+        .arg(format!("( dport = :{app_port} )"))
+        .output()
+        .expect("run ss");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.lines().count(),
+        1,
+        "the ingress's connection to the app: {text}"
+    );
+    assert!(!text.contains("keepalive"), "{text}");
+}
