@@ -5,9 +5,10 @@
 
 use std::sync::Arc;
 
+use confidant_tls::HandshakeSignatures;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::verify_server_cert_signed_by_trust_anchor;
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
@@ -184,7 +185,7 @@ impl Material {
         let verifier = Arc::new(PeerVerifier {
             roots: self.roots.clone(),
             expected: peer_workload.to_owned(),
-            algorithms: self.provider.signature_verification_algorithms,
+            signatures: HandshakeSignatures::new(&self.provider),
         });
         let mut config = ClientConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(VERSIONS)
@@ -344,7 +345,7 @@ impl ClientCertVerifier for AllowedPeers {
 struct PeerVerifier {
     roots: Arc<RootCertStore>,
     expected: String,
-    algorithms: WebPkiSupportedAlgorithms,
+    signatures: HandshakeSignatures,
 }
 
 impl ServerCertVerifier for PeerVerifier {
@@ -362,7 +363,7 @@ impl ServerCertVerifier for PeerVerifier {
             &self.roots,
             intermediates,
             now,
-            self.algorithms.all,
+            self.signatures.algorithms().all,
         )?;
         let id = workload_identity(end_entity).map_err(identity_refusal)?;
         if id.workload == self.expected {
@@ -381,7 +382,7 @@ impl ServerCertVerifier for PeerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+        self.signatures.verify_tls12(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -390,11 +391,11 @@ impl ServerCertVerifier for PeerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+        self.signatures.verify_tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
+        self.signatures.supported_schemes()
     }
 }
 

@@ -18,12 +18,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
-use rustls::client::WebPkiServerVerifier;
+use confidant_tls::{HandshakeSignatures, PinError, PinnedServerVerifier};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -281,7 +281,7 @@ pub fn check_chain(
     presented: &[CertificateDer<'static>],
     address: &Address,
 ) -> Result<()> {
-    let verifier = PinnedVerifier::new(root.clone(), intermediate.cloned())?;
+    let verifier = pinned_verifier(root.clone(), intermediate.cloned())?;
     verifier
         .verify_server_cert(
             leaf,
@@ -319,78 +319,21 @@ pub struct PeerChain {
 
 /// The pinned mode's verifier: webpki against the saved root, with the saved intermediate
 /// added to the presented ones (a server may send its leaf alone).
-#[derive(Debug)]
-struct PinnedVerifier {
-    inner: Arc<WebPkiServerVerifier>,
+fn pinned_verifier(
+    root: CertificateDer<'static>,
     intermediate: Option<CertificateDer<'static>>,
-}
-
-impl PinnedVerifier {
-    fn new(
-        root: CertificateDer<'static>,
-        intermediate: Option<CertificateDer<'static>>,
-    ) -> Result<PinnedVerifier> {
-        let mut roots = RootCertStore::empty();
-        roots
-            .add(root)
-            .map_err(|e| anyhow!("the saved root CA is not a usable trust anchor: {e}"))?;
-        let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
-            .build()
-            .map_err(|e| anyhow!("building the certificate verifier: {e}"))?;
-        Ok(PinnedVerifier {
-            inner,
-            intermediate,
-        })
-    }
-}
-
-impl ServerCertVerifier for PinnedVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let mut all: Vec<CertificateDer<'_>> = intermediates.to_vec();
-        if let Some(i) = &self.intermediate {
-            if !all.iter().any(|c| c.as_ref() == i.as_ref()) {
-                all.push(i.clone());
-            }
-        }
-        self.inner
-            .verify_server_cert(end_entity, &all, server_name, ocsp_response, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
+) -> Result<PinnedServerVerifier> {
+    PinnedServerVerifier::new(root, intermediate, provider()).map_err(|e| match e {
+        PinError::TrustAnchor(e) => anyhow!("the saved root CA is not a usable trust anchor: {e}"),
+        PinError::Verifier(e) => anyhow!("building the certificate verifier: {e}"),
+    })
 }
 
 /// The first-contact verifier: records the chain, accepts it, and insists on the same leaf on
 /// every later connection of the same client. Handshake signatures are verified as usual.
 #[derive(Debug)]
 struct FirstContactVerifier {
-    provider: Arc<CryptoProvider>,
+    signatures: HandshakeSignatures,
     seen: Arc<Mutex<PeerChain>>,
 }
 
@@ -432,12 +375,7 @@ impl ServerCertVerifier for FirstContactVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.signatures.verify_tls12(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -446,18 +384,11 @@ impl ServerCertVerifier for FirstContactVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.signatures.verify_tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.signatures.supported_schemes()
     }
 }
 
@@ -504,10 +435,10 @@ impl Client {
         let seen = Arc::new(Mutex::new(PeerChain::default()));
         let verifier: Arc<dyn ServerCertVerifier> = match trust {
             Trust::Pinned { root, intermediate } => {
-                Arc::new(PinnedVerifier::new(root.clone(), intermediate.clone())?)
+                Arc::new(pinned_verifier(root.clone(), intermediate.clone())?)
             }
             Trust::FirstContact => Arc::new(FirstContactVerifier {
-                provider: provider(),
+                signatures: HandshakeSignatures::new(&provider()),
                 seen: Arc::clone(&seen),
             }),
         };

@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
+use confidant_tls::HandshakeSignatures;
 use rustls::client::danger::HandshakeSignatureValid;
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
@@ -14,14 +15,14 @@ use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 /// certificate is anonymous.
 #[derive(Debug)]
 pub struct AnyClientCertificate {
-    algorithms: WebPkiSupportedAlgorithms,
+    signatures: HandshakeSignatures,
 }
 
 impl AnyClientCertificate {
     /// A verifier using `provider`'s signature algorithms.
     pub fn new(provider: &CryptoProvider) -> AnyClientCertificate {
         AnyClientCertificate {
-            algorithms: provider.signature_verification_algorithms,
+            signatures: HandshakeSignatures::new(provider),
         }
     }
 }
@@ -56,7 +57,7 @@ impl ClientCertVerifier for AnyClientCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+        self.signatures.verify_tls12(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -65,11 +66,11 @@ impl ClientCertVerifier for AnyClientCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+        self.signatures.verify_tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
+        self.signatures.supported_schemes()
     }
 }
 

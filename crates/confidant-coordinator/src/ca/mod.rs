@@ -454,21 +454,24 @@ impl CoordinatorCa {
         intermediates: &[&[u8]],
         now: SystemTime,
     ) -> Result<WorkloadIdentity, CaError> {
+        use confidant_tls::{PinError, PinnedClientVerifier};
         use rustls::pki_types::{CertificateDer, UnixTime};
-        use rustls::server::WebPkiClientVerifier;
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(CertificateDer::from(self.root_der.as_slice()))
-            .map_err(|e| CaError::Sealed(format!("root certificate: {e}")))?;
+        use rustls::server::danger::ClientCertVerifier;
         let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
-            .build()
-            .map_err(|e| CaError::Sealed(format!("client certificate verifier: {e}")))?;
-        let mut chain: Vec<CertificateDer<'_>> = intermediates
+        // The client may send the intermediate or not: the verifier adds it.
+        let verifier = PinnedClientVerifier::new(
+            CertificateDer::from(self.root_der.as_slice()),
+            Some(CertificateDer::from(self.intermediate_der.clone())),
+            provider,
+        )
+        .map_err(|e| match e {
+            PinError::TrustAnchor(e) => CaError::Sealed(format!("root certificate: {e}")),
+            PinError::Verifier(e) => CaError::Sealed(format!("client certificate verifier: {e}")),
+        })?;
+        let chain: Vec<CertificateDer<'_>> = intermediates
             .iter()
             .map(|c| CertificateDer::from(*c))
             .collect();
-        chain.push(CertificateDer::from(self.intermediate_der.as_slice()));
         let secs = now
             .duration_since(UNIX_EPOCH)
             .map_err(|_| invalid("now", "a time after 1970-01-01", "an earlier time"))?;
