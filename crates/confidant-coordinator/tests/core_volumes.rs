@@ -527,6 +527,18 @@ fn only_workloads_mounting_the_volume_read_write_commit() {
 fn sealed_volumes_take_their_key_from_a_secret_and_owners_commit_their_state() {
     let f = fixture();
     let now = SystemTime::now();
+    // The coordinator made keys for its own volumes, none for the one sealed with a user's key.
+    let stored = |name: &str| {
+        confidant_coordinator::store::Store::get(
+            f.c.store(),
+            confidant_coordinator::core::tables::VOLUMES,
+            name,
+        )
+        .unwrap()
+        .is_some()
+    };
+    assert!(stored("data") && stored("cache"));
+    assert!(!stored("code"), "a generated key for a key_secret volume");
     // Not set yet: the activation is refused, naming the secret, and spends no activation.
     let e = assert_err(
         try_activate(&f, "code").unwrap_err(),

@@ -200,15 +200,16 @@ pub(crate) fn plan<S: Store>(
     Ok((writes, deletes))
 }
 
-/// Fresh 256-bit keys for the manifest's volumes that have none yet. Keys are never deleted or
-/// replaced (a volume removed and added again keeps its data readable).
+/// Fresh 256-bit keys for the manifest's volumes that have none yet, except those whose key is
+/// a user's secret (`key_secret`: sealed on the host with it, the coordinator never makes one).
+/// Keys are never deleted or replaced (a volume removed and added again keeps its data readable).
 pub(crate) fn new_volume_keys<S: Store>(
     store: &S,
     m: &Manifest,
 ) -> CoreResult<Vec<(String, zeroize::Zeroizing<Vec<u8>>)>> {
     let mut out = Vec::new();
-    for name in m.volumes.keys() {
-        if store.get(super::tables::VOLUMES, name)?.is_some() {
+    for (name, volume) in &m.volumes {
+        if volume.key_secret.is_some() || store.get(super::tables::VOLUMES, name)?.is_some() {
             continue;
         }
         let mut key = zeroize::Zeroizing::new(vec![0u8; 32]);
