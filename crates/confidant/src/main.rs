@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod attest;
+mod cleanup;
 mod client;
 mod coordinator;
 mod home;
@@ -83,6 +84,12 @@ enum Command {
     /// the image into memory, start the mesh proxy, run the app under an OCI runtime. Exits with
     /// the app's exit code, or 125 when the app could not be started.
     Run(run::RunArgs),
+    /// Clean up after runs whose agent was killed (SIGKILL, out of memory): delete their
+    /// container, detach their volumes' dead FUSE mounts and their tmpfs, remove ephemeral
+    /// volumes' backing directories and the run directory. Runs whose agent still runs are left
+    /// alone. `confidant run` does this at its start too. Exit 1 when something could not be
+    /// cleaned up.
+    Cleanup(cleanup::CleanupArgs),
     /// Protected volumes on a single machine (a key file and a local state file): create,
     /// mount (FUSE), seal a directory (also into a coordinator's volume), verify, inspect.
     #[command(subcommand)]
@@ -127,6 +134,7 @@ fn main() -> ExitCode {
         Command::Certificate(cmd) => status::certificate(cmd, &home, cli.output),
         Command::Recover(args) => recover::run(args, &home, cli.output),
         Command::Run(args) => run::run(args, &home, cli.output),
+        Command::Cleanup(args) => cleanup::run(args, cli.output),
         Command::Volume(cmd) => volume::run(cmd, &home, cli.output),
     };
     match result {

@@ -22,6 +22,7 @@ use confidant_agent::activation::{WorkloadKey, config_id};
 use confidant_agent::memfs::MemFs;
 use confidant_agent::netns::NetNs;
 use confidant_agent::process::app_process;
+use confidant_agent::run_record::RunRecord;
 use confidant_agent::runtime::{
     BindMount, BundleSpec, Network, RunOptions, Runtime, User, hold_signals, parse_signal,
     received_signal,
@@ -174,6 +175,8 @@ fn agent(args: RunArgs, home: &Path, format: Format) -> Result<u8> {
     // forwarded to the app once it runs.
     hold_signals()?;
     let memory = parse_size(&args.memory)?;
+    // What runs killed earlier left (their agent gone) goes before this run mounts anything.
+    crate::cleanup::before_run(&args.run_dir, &args.runtime, format);
     // The simulation TEE's launch measurement: the agent binary, hashed while the image and the
     // coordinator are asked (on hardware the TEE measures at launch).
     let measuring = (args.tee == TeeChoice::Sim).then(|| {
@@ -252,6 +255,10 @@ fn agent(args: RunArgs, home: &Path, format: Format) -> Result<u8> {
         std::thread::spawn(move || NetNs::create(&id))
     });
     let memfs = MemFs::mount(&args.run_dir.join(&id), memory)?;
+    // First in the tmpfs: who owns this run, so that `confidant cleanup` (and the next run)
+    // undo it if this process is killed; rewritten before anything it must name is made.
+    let mut record = RunRecord::for_this_process()?;
+    record.write(memfs.path())?;
     let result = (|| -> Result<(u8, Vec<Value>)> {
         let rootfs = memfs.path().join("rootfs");
         unpack_image(
@@ -314,13 +321,22 @@ fn agent(args: RunArgs, home: &Path, format: Format) -> Result<u8> {
                     use std::os::unix::fs::MetadataExt as _;
                     (m.mode(), m.uid(), m.gid())
                 });
+            let ephemeral_dir = if grant.policy == "ephemeral" {
+                let parent = dir
+                    .parent()
+                    .map_or_else(|| args.volume_root.clone(), Path::to_path_buf);
+                let eph = crate::volume::ephemeral_dir(&parent, &name)?;
+                record.ephemeral_dirs.push(eph.clone());
+                record.write(memfs.path())?;
+                Some(eph)
+            } else {
+                None
+            };
             let sayer = |l: &str| say(format, l);
             let v = crate::volume::mount_grant(
                 grant,
                 crate::volume::AgentVolumeConfig {
-                    ephemeral_parent: dir
-                        .parent()
-                        .map_or_else(|| args.volume_root.clone(), Path::to_path_buf),
+                    ephemeral_dir,
                     dir,
                     mountpoint: memfs.path().join("volumes").join(&name),
                     new_root_owner,
@@ -389,6 +405,17 @@ fn agent(args: RunArgs, home: &Path, format: Format) -> Result<u8> {
             .extend(volumes.iter().filter_map(crate::volume::AgentVolume::bind));
         let bundle = spec.write_temp(memfs.path())?;
         let runtime = Runtime::with_state_in(&args.runtime, memfs.path())?;
+        record.runtime = Some(if args.runtime.components().count() > 1 {
+            std::path::absolute(&args.runtime)?
+        } else {
+            args.runtime.clone()
+        });
+        record.runtime_root = runtime
+            .state_root()
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_string);
+        record.write(memfs.path())?;
         check_stop("before the app started")?;
         say(
             format,

@@ -995,8 +995,10 @@ fn is_empty_dir(dir: &Path) -> Result<bool> {
 pub struct AgentVolumeConfig<'a> {
     /// The backing directory.
     pub dir: PathBuf,
-    /// Where its ephemeral backing directories go (a fresh one under it).
-    pub ephemeral_parent: PathBuf,
+    /// An ephemeral volume's backing directory ([`ephemeral_dir`]): it must not exist yet, and
+    /// the caller has recorded it for a cleanup after a crash
+    /// ([`confidant_agent::run_record`]). None for other policies.
+    pub ephemeral_dir: Option<PathBuf>,
     /// The mountpoint (inside the agent's run dir).
     pub mountpoint: PathBuf,
     /// A new volume's root directory: (mode, uid, gid).
@@ -1007,6 +1009,17 @@ pub struct AgentVolumeConfig<'a> {
     pub say: &'a dyn Fn(&str),
 }
 
+/// A fresh backing directory for ephemeral volume `name` under `parent`, as an absolute path:
+/// `PARENT/.ephemeral-NAME-<8 hex>` (the name [`confidant_agent::stale`] removes after a crash).
+pub fn ephemeral_dir(parent: &Path, name: &str) -> Result<PathBuf> {
+    let suffix = hex::encode(crate::client::random_bytes::<4>()?);
+    let dir = parent.join(format!(
+        "{}{name}-{suffix}",
+        confidant_agent::stale::EPHEMERAL_PREFIX
+    ));
+    std::path::absolute(&dir).with_context(|| format!("resolving {}", dir.display()))
+}
+
 /// Opens or creates a grant's volume as its policy says, and mounts it.
 pub fn mount_grant(grant: Grant, cfg: AgentVolumeConfig<'_>) -> Result<AgentVolume> {
     let key = VolumeKey::from_slice(&grant.key)
@@ -1015,12 +1028,13 @@ pub fn mount_grant(grant: Grant, cfg: AgentVolumeConfig<'_>) -> Result<AgentVolu
     let mut ephemeral_dir = None;
     let volume = match grant.policy.as_str() {
         "ephemeral" => {
-            let suffix = hex::encode(crate::client::random_bytes::<4>()?);
-            let dir = cfg
-                .ephemeral_parent
-                .join(format!(".ephemeral-{name}-{suffix}"));
-            std::fs::create_dir_all(&cfg.ephemeral_parent)
-                .with_context(|| format!("creating {}", cfg.ephemeral_parent.display()))?;
+            let dir = cfg.ephemeral_dir.clone().ok_or_else(|| {
+                anyhow!("volume {name} is ephemeral: expected a backing directory for it, got none")
+            })?;
+            if let Some(parent) = dir.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
             ephemeral_dir = Some(dir.clone());
             let created = Volume::create(&dir, key, Arc::new(MemoryRootStore::new()));
             match created {

@@ -61,7 +61,7 @@ pub use bundle::{
     MASKED_PATHS, Network, OCI_VERSION, READONLY_PATHS, SeccompPolicy, User,
 };
 pub use oci_spec::runtime::{Capability, ContainerState, State};
-pub use runner::{ContainerExit, MAX_ID_LEN, RunError, RunOptions, Runtime};
+pub use runner::{ContainerExit, MAX_ID_LEN, RunError, RunOptions, Runtime, STATE_DIR_PREFIX};
 pub use signals::parse_signal;
 
 /// Takes over SIGINT, SIGTERM and SIGHUP for the whole process: forwarded to a running

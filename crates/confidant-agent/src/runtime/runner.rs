@@ -15,6 +15,9 @@ use thiserror::Error;
 use super::bundle::Bundle;
 use super::signals::Forwarding;
 
+/// The name prefix of the state directories [`Runtime::with_state_in`] makes.
+pub const STATE_DIR_PREFIX: &str = "oci-state-";
+
 /// The longest container id accepted (runc has no limit; this keeps state paths short).
 pub const MAX_ID_LEN: usize = 128;
 
@@ -243,7 +246,7 @@ impl Runtime {
     /// temporary directory), removed when this value is dropped.
     pub fn with_state_in(binary: impl Into<PathBuf>, parent: &Path) -> Result<Self, RunError> {
         let dir = tempfile::Builder::new()
-            .prefix("oci-state-")
+            .prefix(STATE_DIR_PREFIX)
             .tempdir_in(parent)
             .map_err(|source| RunError::Io {
                 action: "creating runtime state directory in",
