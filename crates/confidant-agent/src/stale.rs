@@ -116,6 +116,8 @@ pub struct CleanedRun {
     pub other_unmounted: usize,
     /// Ephemeral volumes' backing directories removed.
     pub ephemeral_removed: Vec<PathBuf>,
+    /// Whether the app's network namespace (named like the run) was deleted.
+    pub netns_deleted: bool,
     /// Whether the directory is gone.
     pub removed: bool,
     /// What failed.
@@ -141,6 +143,9 @@ impl fmt::Display for CleanedRun {
                 what.push(plural(self.other_unmounted, "other mount", "other mounts"));
             }
             done.push(format!("unmounted {}", what.join(" and ")));
+        }
+        if self.netns_deleted {
+            done.push(format!("deleted network namespace {}", self.id));
         }
         if !self.ephemeral_removed.is_empty() {
             let dirs: Vec<String> = self
@@ -303,6 +308,7 @@ fn clean(
         volumes_unmounted: 0,
         other_unmounted: 0,
         ephemeral_removed: Vec::new(),
+        netns_deleted: false,
         removed: false,
         errors: Vec::new(),
     };
@@ -350,7 +356,15 @@ fn clean(
         }
         Err(e) => c.errors.push(e.to_string()),
     }
-    // 3. Ephemeral volumes' backing directories (ciphertext under a key that is gone).
+    // 3. The app's network namespace, named like the run (`crate::netns`), once its container
+    // is gone.
+    if Path::new(crate::netns::NETNS_DIR).join(id).exists() {
+        match crate::netns::delete(id) {
+            Ok(()) => c.netns_deleted = true,
+            Err(e) => c.errors.push(e.to_string()),
+        }
+    }
+    // 4. Ephemeral volumes' backing directories (ciphertext under a key that is gone).
     for dir in record.map(|r| r.ephemeral_dirs.as_slice()).unwrap_or(&[]) {
         if !is_ephemeral_dir(dir) {
             c.errors.push(format!(
@@ -368,7 +382,7 @@ fn clean(
             )),
         }
     }
-    // 4. The directory, once nothing is mounted under it (never into a mount).
+    // 5. The directory, once nothing is mounted under it (never into a mount).
     match mountinfo::read() {
         Ok(mounts) if mountinfo::under(&mounts, path).is_empty() => {
             match std::fs::remove_dir_all(path) {

@@ -128,6 +128,10 @@ fn kill(s: &Setup, r: Running) -> Killed {
     );
     assert!(runs(container_pid), "the container runs on");
     assert!(ephemeral.is_dir());
+    assert!(
+        Path::new("/run/netns").join(&id).exists(),
+        "the app's network namespace {id} is left"
+    );
     Killed {
         id,
         path,
@@ -151,6 +155,11 @@ fn assert_cleaned(k: &Killed) {
         k.runtime_root.display()
     );
     assert!(!k.ephemeral.exists(), "{} left", k.ephemeral.display());
+    assert!(
+        !Path::new("/run/netns").join(&k.id).exists(),
+        "network namespace {} left",
+        k.id
+    );
 }
 
 fn cleanup_json(s: &Setup) -> Value {
@@ -199,6 +208,7 @@ fn cleanup_undoes_a_killed_run_and_leaves_a_running_one_alone() {
     assert_eq!(c["reason"]["pid"], k.agent_pid, "{doc}");
     assert_eq!(c["container_deleted"], true, "{doc}");
     assert_eq!(c["volumes_unmounted"], 2, "{doc}");
+    assert_eq!(c["netns_deleted"], true, "{doc}");
     assert_eq!(c["other_unmounted"], 1, "{doc}");
     assert_eq!(
         c["ephemeral_removed"][0],
@@ -237,9 +247,10 @@ fn the_next_run_cleans_up_a_killed_run_before_it_starts() {
     let log = s.log("run2.err");
     assert!(
         log.contains(&format!(
-            "cleaned up a run killed earlier: {} (owner pid {} gone): deleted container {}, unmounted 2 volumes and 1 other mount, removed ephemeral volume {}",
+            "cleaned up a run killed earlier: {} (owner pid {} gone): deleted container {}, unmounted 2 volumes and 1 other mount, deleted network namespace {}, removed ephemeral volume {}",
             k.id,
             k.agent_pid,
+            k.id,
             k.id,
             k.ephemeral.display()
         )),
