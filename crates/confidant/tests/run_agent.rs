@@ -339,21 +339,23 @@ fn after_a_run_no_plaintext_is_on_disk_and_egress_checks_the_peer() {
         );
     s.set_manifest(&manifest);
     let log = |name: &str| std::fs::File::create(s.dir.path().join(name)).unwrap();
-    let mut redis = s
-        .run("redis", &[])
-        .stderr(log("redis.err"))
-        .spawn()
-        .unwrap();
-    wait_port(16381, &mut redis);
-    let redis = Running(redis);
-    let mut cache = s
-        .run("cache", &["--peer", "api=127.0.0.1:16381"])
-        .stderr(log("cache.err"))
-        .spawn()
-        .unwrap();
+    // Each agent is stopped (SIGTERM, then waited for) however the test ends.
+    let mut redis = Running(
+        s.run("redis", &[])
+            .stderr(log("redis.err"))
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(16381, &mut redis.0);
+    let mut cache = Running(
+        s.run("cache", &["--peer", "api=127.0.0.1:16381"])
+            .stderr(log("cache.err"))
+            .spawn()
+            .unwrap(),
+    );
     // `cache` runs in its own network namespace (the default): its app port and its egress
     // listener exist there only.
-    let netns = netns_of(&s.run_dir, "cache", &mut cache);
+    let netns = netns_of(&s.run_dir, "cache", &mut cache.0);
     let start = Instant::now();
     while !String::from_utf8_lossy(
         &in_netns(
@@ -364,7 +366,7 @@ fn after_a_run_no_plaintext_is_on_disk_and_egress_checks_the_peer() {
     )
     .contains("PONG")
     {
-        if let Ok(Some(status)) = cache.try_wait() {
+        if let Ok(Some(status)) = cache.0.try_wait() {
             panic!("confidant run exited early with {status}");
         }
         assert!(
@@ -399,7 +401,7 @@ fn after_a_run_no_plaintext_is_on_disk_and_egress_checks_the_peer() {
         "redis-cli hung on the refused egress"
     );
     assert!(!String::from_utf8_lossy(&out.stdout).contains("PONG"));
-    drop(Running(cache));
+    drop(cache);
     drop(redis);
     s.assert_nothing_left();
     assert!(
