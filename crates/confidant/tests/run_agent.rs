@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
-use coord::{Client, confidant, indent, repo, run_ok, setup, start};
+use coord::{Client, confidant, indent, repo, setup};
 
 fn ready() -> bool {
     let root = std::fs::metadata("/proc/self")
@@ -43,18 +43,7 @@ struct Setup {
 fn prepare() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let (home, ops_pem, cert, key) = setup(dir.path());
-    let coordinator = start(&home);
-    let address = coordinator.url.trim_start_matches("https://").to_string();
-    let measurement = hex::encode(confidant_attest::attester::sim::SimAttester::measure(
-        &std::fs::read(env!("CARGO_BIN_EXE_confidant")).unwrap(),
-    ));
-    let refs = dir.path().join("ref.json");
-    std::fs::write(&refs, format!("{{\"measurements\": [\"{measurement}\"]}}")).unwrap();
-    run_ok(
-        confidant(&home)
-            .args(["verify", "--coordinator", &address, "--reference-values"])
-            .arg(&refs),
-    );
+    let (coordinator, address) = coord::start_verified(&home, dir.path());
     let digest = coord::encrypted_example_image(&home, &address, dir.path(), "redis");
     let run_dir = dir.path().join("run");
     Setup {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use coord::{Client, confidant, indent, repo, run_ok, setup, start};
+use coord::{Client, confidant, indent, repo, run_ok, setup};
 use redis_run::{Running, have, prepare, ready};
 use serde_json::Value;
 
@@ -226,21 +226,8 @@ fn a_python_app_imports_its_code_from_a_volume_sealed_on_the_host() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (home, ops_pem, ops_cert, ops_key) = setup(d);
-    let coordinator = start(&home);
-    let address = coordinator.url.trim_start_matches("https://").to_string();
-    let own = hex::encode(confidant_attest::attester::sim::SimAttester::measure(
-        &std::fs::read(env!("CARGO_BIN_EXE_confidant")).unwrap(),
-    ));
-    std::fs::write(
-        d.join("ref.json"),
-        format!("{{\"measurements\": [\"{own}\"]}}"),
-    )
-    .unwrap();
-    run_ok(
-        confidant(&home)
-            .args(["verify", "--coordinator", &address, "--reference-values"])
-            .arg(d.join("ref.json")),
-    );
+    let (coordinator, address) = coord::start_verified(&home, d);
+    let own = coord::own_measurement();
     let image_key =
         run_ok(confidant(&home).args(["certificate", "image-key", "--coordinator", &address]))
             .stdout;

@@ -36,6 +36,31 @@ pub fn confidant(home: &Path) -> Command {
     c
 }
 
+/// Starts a coordinator for `home` and verifies it with the CLI (`confidant verify`, with this
+/// binary's sim measurement as the reference value, written to `dir/ref.json`), so that later
+/// commands trust it. Returns it and its address (`host:port`).
+pub fn start_verified(home: &Path, dir: &Path) -> (Coordinator, String) {
+    let coordinator = start(home);
+    let address = coordinator.url.trim_start_matches("https://").to_string();
+    let own = own_measurement();
+    let refs = dir.join("ref.json");
+    std::fs::write(&refs, format!("{{\"measurements\": [\"{own}\"]}}")).unwrap();
+    run_ok(
+        confidant(home)
+            .args(["verify", "--coordinator", &address, "--reference-values"])
+            .arg(&refs),
+    );
+    (coordinator, address)
+}
+
+/// This binary's sim launch measurement (hex): what the coordinator and the agent it runs
+/// report.
+pub fn own_measurement() -> String {
+    hex::encode(SimAttester::measure(
+        &std::fs::read(env!("CARGO_BIN_EXE_confidant")).unwrap(),
+    ))
+}
+
 pub fn start(home: &Path) -> Coordinator {
     let mut child = confidant(home)
         .args([

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::coord::{self, Client, confidant, indent, repo, run_ok, setup, start};
+use crate::coord::{self, Client, confidant, indent, repo, run_ok, setup};
 use serde_json::Value;
 
 pub fn have(b: &str) -> bool {
@@ -49,18 +49,8 @@ pub struct Setup {
 pub fn prepare(port: u16, edit: impl Fn(String) -> String) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let (home, ops_pem, cert, key) = setup(dir.path());
-    let coordinator = start(&home);
-    let address = coordinator.url.trim_start_matches("https://").to_string();
-    let own = hex::encode(confidant_attest::attester::sim::SimAttester::measure(
-        &std::fs::read(env!("CARGO_BIN_EXE_confidant")).unwrap(),
-    ));
-    let refs = dir.path().join("ref.json");
-    std::fs::write(&refs, format!("{{\"measurements\": [\"{own}\"]}}")).unwrap();
-    run_ok(
-        confidant(&home)
-            .args(["verify", "--coordinator", &address, "--reference-values"])
-            .arg(&refs),
-    );
+    let (coordinator, address) = coord::start_verified(&home, dir.path());
+    let own = coord::own_measurement();
     let root =
         run_ok(confidant(&home).args(["certificate", "root", "--coordinator", &address])).stdout;
     std::fs::write(dir.path().join("root.pem"), root).unwrap();
