@@ -139,12 +139,13 @@ fn resolve_user(rootfs: &Path, spec: &str) -> Result<(u32, u32, Vec<u32>)> {
     let mut extra = Vec::new();
     if let Some(name) = name {
         for f in group.lines().map(|l| l.split(':').collect::<Vec<_>>()) {
-            if f.len() >= 4 && f[3].split(',').any(|m| m == name) {
-                if let Ok(g) = f[2].parse::<u32>() {
-                    if g != gid && !extra.contains(&g) {
-                        extra.push(g);
-                    }
-                }
+            if f.len() >= 4
+                && f[3].split(',').any(|m| m == name)
+                && let Ok(g) = f[2].parse::<u32>()
+                && g != gid
+                && !extra.contains(&g)
+            {
+                extra.push(g);
             }
         }
     }

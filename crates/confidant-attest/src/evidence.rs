@@ -74,20 +74,20 @@ impl Evidence {
     /// the bytes and an undetectable input is an error.
     pub fn decode(input: &[u8], tee: Option<Tee>) -> Result<Evidence> {
         let text = std::str::from_utf8(input).ok().map(str::trim);
-        if let Some(t) = text {
-            if t.starts_with('{') {
-                let env: Evidence = serde_json::from_str(t)
-                    .map_err(|e| Error::malformed("evidence envelope", e.to_string()))?;
-                if let Some(want) = tee {
-                    if want != env.tee {
-                        return Err(Error::malformed(
-                            "evidence envelope",
-                            format!("--tee says {want} but the envelope says {}", env.tee),
-                        ));
-                    }
-                }
-                return Ok(env);
+        if let Some(t) = text
+            && t.starts_with('{')
+        {
+            let env: Evidence = serde_json::from_str(t)
+                .map_err(|e| Error::malformed("evidence envelope", e.to_string()))?;
+            if let Some(want) = tee
+                && want != env.tee
+            {
+                return Err(Error::malformed(
+                    "evidence envelope",
+                    format!("--tee says {want} but the envelope says {}", env.tee),
+                ));
             }
+            return Ok(env);
         }
         let raw = match text.and_then(decode_text) {
             Some(bytes) => bytes,
@@ -117,7 +117,7 @@ fn decode_text(t: &str) -> Option<Vec<u8>> {
         return None;
     }
     let compact: String = t.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    if compact.len() % 2 == 0 && compact.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if compact.len().is_multiple_of(2) && compact.bytes().all(|b| b.is_ascii_hexdigit()) {
         return hex::decode(&compact).ok();
     }
     let b64ok = compact

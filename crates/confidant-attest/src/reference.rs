@@ -252,10 +252,10 @@ impl ReferenceValues {
                 "false (claims were only parsed)",
             ));
         }
-        if let Some(tee) = self.tee {
-            if tee != claims.tee {
-                m.push(Mismatch::new("tee", tee.as_str(), claims.tee.as_str()));
-            }
+        if let Some(tee) = self.tee
+            && tee != claims.tee
+        {
+            m.push(Mismatch::new("tee", tee.as_str(), claims.tee.as_str()));
         }
         if claims.tee.is_simulation() {
             a.warnings.push(
@@ -284,19 +284,19 @@ impl ReferenceValues {
                 ));
             }
         }
-        if let Some(pid) = self.product_id {
-            if claims.product_id != Some(pid) {
-                m.push(Mismatch::new(
-                    "product_id",
-                    pid.to_string(),
-                    opt(claims.product_id),
-                ));
-            }
+        if let Some(pid) = self.product_id
+            && claims.product_id != Some(pid)
+        {
+            m.push(Mismatch::new(
+                "product_id",
+                pid.to_string(),
+                opt(claims.product_id),
+            ));
         }
-        if let Some(min) = self.min_svn {
-            if claims.svn.is_none_or(|s| s < min) {
-                m.push(Mismatch::new("svn", format!(">= {min}"), opt(claims.svn)));
-            }
+        if let Some(min) = self.min_svn
+            && claims.svn.is_none_or(|s| s < min)
+        {
+            m.push(Mismatch::new("svn", format!(">= {min}"), opt(claims.svn)));
         }
         if claims.debug && !self.allow_debug {
             m.push(Mismatch::new(
@@ -305,14 +305,14 @@ impl ReferenceValues {
                 "true",
             ));
         }
-        if let Some(rd) = &self.report_data {
-            if !rd.matches(&claims.report_data) {
-                m.push(Mismatch::new(
-                    "report_data",
-                    hex::encode(&rd.0),
-                    hex::encode(claims.report_data),
-                ));
-            }
+        if let Some(rd) = &self.report_data
+            && !rd.matches(&claims.report_data)
+        {
+            m.push(Mismatch::new(
+                "report_data",
+                hex::encode(&rd.0),
+                hex::encode(claims.report_data),
+            ));
         }
         self.appraise_tcb(claims, &mut a);
         match &claims.fields {
@@ -333,14 +333,14 @@ impl ReferenceValues {
                         ("tdx.xfam", &r.xfam, &t.xfam),
                     ];
                     for (field, want, got) in pairs {
-                        if let Some(want) = want {
-                            if !want.matches(got) {
-                                a.mismatches.push(Mismatch::new(
-                                    field,
-                                    hex::encode(&want.0),
-                                    hex::encode(got),
-                                ));
-                            }
+                        if let Some(want) = want
+                            && !want.matches(got)
+                        {
+                            a.mismatches.push(Mismatch::new(
+                                field,
+                                hex::encode(&want.0),
+                                hex::encode(got),
+                            ));
                         }
                     }
                     if !r.mr_seam.is_empty() && !r.mr_seam.iter().any(|h| h.matches(&t.mr_seam)) {
@@ -358,21 +358,22 @@ impl ReferenceValues {
                 }
             }
             TeeFields::Sim(f) => {
-                if let Some(r) = &self.sim {
-                    if !r.config_ids.is_empty() {
-                        let got = f.config_id.map(hex::encode).unwrap_or_else(|| {
-                            "none (a version-1 report without config id)".into()
-                        });
-                        if !f
-                            .config_id
-                            .is_some_and(|c| r.config_ids.iter().any(|h| h.matches(&c)))
-                        {
-                            a.mismatches.push(Mismatch::new(
-                                "sim.config_id",
-                                hex_list(&r.config_ids),
-                                got,
-                            ));
-                        }
+                if let Some(r) = &self.sim
+                    && !r.config_ids.is_empty()
+                {
+                    let got = f
+                        .config_id
+                        .map(hex::encode)
+                        .unwrap_or_else(|| "none (a version-1 report without config id)".into());
+                    if !f
+                        .config_id
+                        .is_some_and(|c| r.config_ids.iter().any(|h| h.matches(&c)))
+                    {
+                        a.mismatches.push(Mismatch::new(
+                            "sim.config_id",
+                            hex_list(&r.config_ids),
+                            got,
+                        ));
                     }
                 }
             }
@@ -469,20 +470,20 @@ fn appraise_snp(r: &SnpReference, s: &crate::claims::SnpFields, m: &mut Vec<Mism
         ("snp.image_id", &r.image_id, &s.image_id),
     ];
     for (field, want, got) in pairs {
-        if let Some(want) = want {
-            if !want.matches(got) {
-                m.push(Mismatch::new(field, hex::encode(&want.0), hex::encode(got)));
-            }
+        if let Some(want) = want
+            && !want.matches(got)
+        {
+            m.push(Mismatch::new(field, hex::encode(&want.0), hex::encode(got)));
         }
     }
-    if let Some(p) = r.guest_policy {
-        if p != s.guest_policy {
-            m.push(Mismatch::new(
-                "snp.guest_policy",
-                format!("{p:#x}"),
-                format!("{:#x}", s.guest_policy),
-            ));
-        }
+    if let Some(p) = r.guest_policy
+        && p != s.guest_policy
+    {
+        m.push(Mismatch::new(
+            "snp.guest_policy",
+            format!("{p:#x}"),
+            format!("{:#x}", s.guest_policy),
+        ));
     }
     let bit = |field: &str, allow: Option<bool>, mask: u64, m: &mut Vec<Mismatch>| {
         if allow == Some(false) && s.guest_policy & mask != 0 {
@@ -500,14 +501,14 @@ fn appraise_snp(r: &SnpReference, s: &crate::claims::SnpFields, m: &mut Vec<Mism
         SNP_POLICY_MIGRATE_MA,
         m,
     );
-    if let Some(max) = r.max_vmpl {
-        if s.vmpl > max {
-            m.push(Mismatch::new(
-                "snp.vmpl",
-                format!("<= {max}"),
-                s.vmpl.to_string(),
-            ));
-        }
+    if let Some(max) = r.max_vmpl
+        && s.vmpl > max
+    {
+        m.push(Mismatch::new(
+            "snp.vmpl",
+            format!("<= {max}"),
+            s.vmpl.to_string(),
+        ));
     }
     if let Some(min) = &r.min_tcb {
         let got = &s.reported_tcb;

@@ -142,14 +142,14 @@ pub fn copy_verified<F: Write>(
     let file = buf
         .into_inner()
         .map_err(|e| Error::io("writing a blob into", place, e.into_error()))?;
-    if let Some(want) = expected {
-        if want != &digest {
-            return Err(Error::integrity(
-                "blob",
-                want.to_string(),
-                digest.to_string(),
-            ));
-        }
+    if let Some(want) = expected
+        && want != &digest
+    {
+        return Err(Error::integrity(
+            "blob",
+            want.to_string(),
+            digest.to_string(),
+        ));
     }
     Ok((digest, size, file))
 }
@@ -190,33 +190,33 @@ impl<R: Read> Read for VerifyingReader<R> {
             return Ok(0);
         }
         let n = self.inner.read(buf)?;
-        if let Some(size) = self.expected_size {
-            if self.inner.count > size {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    Error::integrity(
-                        &self.what,
-                        format!("{size} bytes"),
-                        format!("more than {size} bytes"),
-                    ),
-                ));
-            }
+        if let Some(size) = self.expected_size
+            && self.inner.count > size
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                Error::integrity(
+                    &self.what,
+                    format!("{size} bytes"),
+                    format!("more than {size} bytes"),
+                ),
+            ));
         }
         if n == 0 && !buf.is_empty() {
             self.done = true;
             let hasher = self.inner.hasher.clone();
             let got = Digest(format!("sha256:{}", hex::encode(hasher.finalize())));
-            if let Some(size) = self.expected_size {
-                if self.inner.count != size {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        Error::integrity(
-                            &self.what,
-                            format!("{size} bytes"),
-                            format!("{} bytes", self.inner.count),
-                        ),
-                    ));
-                }
+            if let Some(size) = self.expected_size
+                && self.inner.count != size
+            {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    Error::integrity(
+                        &self.what,
+                        format!("{size} bytes"),
+                        format!("{} bytes", self.inner.count),
+                    ),
+                ));
             }
             if got != self.expected {
                 return Err(io::Error::new(

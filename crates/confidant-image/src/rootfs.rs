@@ -229,10 +229,10 @@ impl PipeWriter {
             return;
         }
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(PIPE_CHUNK));
-        if let Some(tx) = &self.tx {
-            if tx.send(chunk).is_err() {
-                self.tx = None;
-            }
+        if let Some(tx) = &self.tx
+            && tx.send(chunk).is_err()
+        {
+            self.tx = None;
         }
     }
 }

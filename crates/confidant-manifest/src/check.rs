@@ -121,13 +121,13 @@ impl Manifest {
                 );
             }
             let rv = &p.reference_values;
-            if let Some(t) = rv.tee {
-                if t != p.tee {
-                    e.push(
-                        format!("{path}.reference_values.tee"),
-                        format!("expected {} (the package's tee), got {t}", p.tee),
-                    );
-                }
+            if let Some(t) = rv.tee
+                && t != p.tee
+            {
+                e.push(
+                    format!("{path}.reference_values.tee"),
+                    format!("expected {} (the package's tee), got {t}", p.tee),
+                );
             }
             if rv.tdx.is_some() && p.tee != Tee::Tdx {
                 e.push(
@@ -299,23 +299,23 @@ impl Manifest {
                     }
                 }
                 Secret::CertEcdsa { size, .. } => {
-                    if let Some(size) = size {
-                        if ![256, 384].contains(size) {
-                            e.push(
-                                format!("{path}.size"),
-                                format!("expected 256 or 384, got {size}"),
-                            );
-                        }
+                    if let Some(size) = size
+                        && ![256, 384].contains(size)
+                    {
+                        e.push(
+                            format!("{path}.size"),
+                            format!("expected 256 or 384, got {size}"),
+                        );
                     }
                 }
                 Secret::CertRsa { size, .. } => {
-                    if let Some(size) = size {
-                        if ![2048, 3072, 4096].contains(size) {
-                            e.push(
-                                format!("{path}.size"),
-                                format!("expected 2048, 3072 or 4096, got {size}"),
-                            );
-                        }
+                    if let Some(size) = size
+                        && ![2048, 3072, 4096].contains(size)
+                    {
+                        e.push(
+                            format!("{path}.size"),
+                            format!("expected 2048, 3072 or 4096, got {size}"),
+                        );
                     }
                 }
                 Secret::CertEd25519 { .. } | Secret::Plain {} => {}
@@ -336,13 +336,13 @@ impl Manifest {
                 ..
             } = s
             {
-                if let Some(days) = validity_days {
-                    if !(1..=3650).contains(days) {
-                        e.push(
-                            format!("{path}.validity_days"),
-                            format!("expected 1 to 3650, got {days}"),
-                        );
-                    }
+                if let Some(days) = validity_days
+                    && !(1..=3650).contains(days)
+                {
+                    e.push(
+                        format!("{path}.validity_days"),
+                        format!("expected 1 to 3650, got {days}"),
+                    );
                 }
                 for (i, san) in sans.iter().enumerate() {
                     if !is_san(san) {

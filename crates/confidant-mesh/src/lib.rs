@@ -259,15 +259,15 @@ impl Mesh {
         let mut ingress_plans = Vec::with_capacity(ingress.len());
         for cfg in ingress {
             let listener = format!("ingress {}", cfg.name);
-            if let Some(allowed) = &cfg.allowed_peers {
-                if let Some(bad) = allowed.iter().find(|a| !tls::is_label(a)) {
-                    return Err(MeshError::Config {
-                        listener,
-                        field: "allowed_peers",
-                        expected: "workload names ([A-Za-z0-9._-]+)",
-                        found: bad.clone(),
-                    });
-                }
+            if let Some(allowed) = &cfg.allowed_peers
+                && let Some(bad) = allowed.iter().find(|a| !tls::is_label(a))
+            {
+                return Err(MeshError::Config {
+                    listener,
+                    field: "allowed_peers",
+                    expected: "workload names ([A-Za-z0-9._-]+)",
+                    found: bad.clone(),
+                });
             }
             let config = material.server_config(&listener, &cfg)?;
             ingress_plans.push((cfg, config));

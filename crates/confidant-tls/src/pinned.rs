@@ -37,10 +37,10 @@ fn with_pinned<'a>(
     pinned: Option<&CertificateDer<'static>>,
 ) -> Vec<CertificateDer<'a>> {
     let mut all = presented.to_vec();
-    if let Some(i) = pinned {
-        if !all.iter().any(|c| c.as_ref() == i.as_ref()) {
-            all.push(i.clone());
-        }
+    if let Some(i) = pinned
+        && !all.iter().any(|c| c.as_ref() == i.as_ref())
+    {
+        all.push(i.clone());
     }
     all
 }

@@ -153,18 +153,18 @@ impl Progress for Bars {
     }
 
     fn layer_advance(&self, index: usize, bytes: u64) {
-        if let Ok(b) = self.bars.lock() {
-            if let Some(bar) = b.get(index) {
-                bar.inc(bytes);
-            }
+        if let Ok(b) = self.bars.lock()
+            && let Some(bar) = b.get(index)
+        {
+            bar.inc(bytes);
         }
     }
 
     fn layer_done(&self, index: usize) {
-        if let Ok(b) = self.bars.lock() {
-            if let Some(bar) = b.get(index) {
-                bar.finish();
-            }
+        if let Ok(b) = self.bars.lock()
+            && let Some(bar) = b.get(index)
+        {
+            bar.finish();
         }
     }
 }

@@ -173,12 +173,10 @@ fn set(args: SetArgs, home: &Path, format: Format) -> Result<Outcome> {
     let body = answer.body;
     let version = body.get("version").and_then(Value::as_u64);
     let hash = body.get("hash").and_then(Value::as_str).unwrap_or_default();
-    if let Some(local) = &local_hash {
-        if hash.strip_prefix("sha256:").unwrap_or(hash) != local {
-            bail!(
-                "the coordinator answered hash {hash:?}, but the manifest sent hashes to {local}"
-            );
-        }
+    if let Some(local) = &local_hash
+        && hash.strip_prefix("sha256:").unwrap_or(hash) != local
+    {
+        bail!("the coordinator answered hash {hash:?}, but the manifest sent hashes to {local}");
     }
     let recovery = body.get("recovery").filter(|r| !r.is_null());
     if let (Some(r), Some(out)) = (recovery, &args.recovery_out) {

@@ -120,10 +120,8 @@ pub fn certificate(cmd: CertificateCommand, home: &Path, format: Format) -> Resu
             crate::outln!("{}", serde_json::to_string_pretty(&doc)?);
         }
         Format::Human => {
-            if chain {
-                if let Some(i) = &intermediate {
-                    crate::outln!("{}", i.trim_end());
-                }
+            if chain && let Some(i) = &intermediate {
+                crate::outln!("{}", i.trim_end());
             }
             crate::outln!("{}", root.trim_end());
         }

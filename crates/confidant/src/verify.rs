@@ -66,20 +66,21 @@ impl PolicyArgs {
             Some(p) => load_reference_values(p)?,
             None => ReferenceValues::default(),
         };
-        if self.reference_values.is_none() && !self.insecure_skip_measurement {
-            if let Some(info) = saved {
-                let m = info.get("measurement").and_then(Value::as_str);
-                let tee = info.get("tee").and_then(Value::as_str);
-                if let Some(m) = m {
-                    let bytes = hex::decode(m).context("the saved measurement is not hex")?;
-                    refs.measurements = vec![confidant_attest::reference::HexBytes(bytes)];
-                }
-                if let Some(t) = tee {
-                    refs.tee = Some(
-                        t.parse::<Tee>()
-                            .map_err(|e| anyhow!("the saved TEE {t:?}: {e}"))?,
-                    );
-                }
+        if self.reference_values.is_none()
+            && !self.insecure_skip_measurement
+            && let Some(info) = saved
+        {
+            let m = info.get("measurement").and_then(Value::as_str);
+            let tee = info.get("tee").and_then(Value::as_str);
+            if let Some(m) = m {
+                let bytes = hex::decode(m).context("the saved measurement is not hex")?;
+                refs.measurements = vec![confidant_attest::reference::HexBytes(bytes)];
+            }
+            if let Some(t) = tee {
+                refs.tee = Some(
+                    t.parse::<Tee>()
+                        .map_err(|e| anyhow!("the saved TEE {t:?}: {e}"))?,
+                );
             }
         }
         if refs.measurements.is_empty() && !self.insecure_skip_measurement {
@@ -378,19 +379,18 @@ pub fn attest(
     }
 
     // 3. The TLS certificate chains to the attested root.
-    if let Some(r) = &root {
-        if let Err(e) =
+    if let Some(r) = &root
+        && let Err(e) =
             client::check_chain(r, intermediate.as_ref(), &att.leaf, &presented, address)
-        {
-            att.mismatches.push(Mismatch::new(
-                "tls_certificate",
-                format!(
-                    "a certificate for {} issued under the attested root CA",
-                    address.host
-                ),
-                e.to_string(),
-            ));
-        }
+    {
+        att.mismatches.push(Mismatch::new(
+            "tls_certificate",
+            format!(
+                "a certificate for {} issued under the attested root CA",
+                address.host
+            ),
+            e.to_string(),
+        ));
     }
     let reasons: Vec<String> = att.mismatches.iter().map(ToString::to_string).collect();
     att.reasons.extend(reasons);

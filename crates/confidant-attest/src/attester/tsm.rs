@@ -248,16 +248,16 @@ fn check_outblob(tee: Tee, path: &Path, outblob: &[u8], report_data: &[u8; 64]) 
             format!("{} is empty", path.display()),
         ));
     }
-    if let Some(found) = detect_tee(outblob) {
-        if found != tee {
-            return Err(Error::malformed(
-                WHAT,
-                format!(
-                    "the provider is {tee} but {} holds {found} evidence",
-                    path.display()
-                ),
-            ));
-        }
+    if let Some(found) = detect_tee(outblob)
+        && found != tee
+    {
+        return Err(Error::malformed(
+            WHAT,
+            format!(
+                "the provider is {tee} but {} holds {found} evidence",
+                path.display()
+            ),
+        ));
     }
     let got: [u8; 64] = match tee {
         Tee::Snp => {

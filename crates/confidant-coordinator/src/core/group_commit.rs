@@ -42,18 +42,18 @@ fn poisoned() -> CoreError {
 fn count_one(tx: &mut dyn Transaction, r: &CountRequest) -> CoreResult<u64> {
     let w = &r.workload;
     let n = activation::read_count(tx.get(ACTIVATIONS, w)?)? + 1;
-    if let Some(max) = r.max {
-        if n > max {
-            return Err(CoreError::new(
-                ErrorKind::Conflict,
-                "activations_exhausted",
-                Some("workload"),
-                format!(
-                    "workload '{w}': expected fewer than workloads.{w}.max_activations = {max} activations so far, got {}",
-                    n - 1
-                ),
-            ));
-        }
+    if let Some(max) = r.max
+        && n > max
+    {
+        return Err(CoreError::new(
+            ErrorKind::Conflict,
+            "activations_exhausted",
+            Some("workload"),
+            format!(
+                "workload '{w}': expected fewer than workloads.{w}.max_activations = {max} activations so far, got {}",
+                n - 1
+            ),
+        ));
     }
     tx.put(ACTIVATIONS, w, n.to_string().as_bytes())?;
     audit::append(tx, &r.time, &format!("workload:{w}/{n}"), "activate", w)?;

@@ -175,10 +175,10 @@ pub(crate) fn plan<S: Store>(
             continue;
         }
         let def = definition_hash(secret);
-        if let Some(stored) = read(store.get(SECRETS, name)?, name)? {
-            if stored.definition == def {
-                continue;
-            }
+        if let Some(stored) = read(store.get(SECRETS, name)?, name)?
+            && stored.definition == def
+        {
+            continue;
         }
         writes.push((
             name.clone(),
@@ -245,13 +245,13 @@ impl<S: Store> Coordinator<S> {
             if secret.per_activation() {
                 continue;
             }
-            if let Some(stored) = read(self.store.get(SECRETS, name)?, name)? {
-                if let Some(v) = stored.value {
-                    out.insert(
-                        name.clone(),
-                        v.to_public(matches!(secret, Secret::Plain {}))?,
-                    );
-                }
+            if let Some(stored) = read(self.store.get(SECRETS, name)?, name)?
+                && let Some(v) = stored.value
+            {
+                out.insert(
+                    name.clone(),
+                    v.to_public(matches!(secret, Secret::Plain {}))?,
+                );
             }
         }
         Ok(out)
@@ -349,17 +349,16 @@ impl<S: Store> Coordinator<S> {
             .volumes
             .iter()
             .find(|(_, v)| v.key_secret.as_deref() == Some(name))
+            && value.len() != confidant_manifest::VOLUME_KEY_BYTES
         {
-            if value.len() != confidant_manifest::VOLUME_KEY_BYTES {
-                return Err(CoreError::malformed(
-                    "value",
-                    format!(
-                        "secret '{name}' is the key of volume '{volume}': expected exactly {} bytes, got {}",
-                        confidant_manifest::VOLUME_KEY_BYTES,
-                        value.len()
-                    ),
-                ));
-            }
+            return Err(CoreError::malformed(
+                "value",
+                format!(
+                    "secret '{name}' is the key of volume '{volume}': expected exactly {} bytes, got {}",
+                    confidant_manifest::VOLUME_KEY_BYTES,
+                    value.len()
+                ),
+            ));
         }
         let stored = StoredSecret {
             definition: definition_hash(secret),

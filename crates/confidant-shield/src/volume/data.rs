@@ -453,10 +453,10 @@ impl Volume {
         // chunk leaves the file as it was.
         let mut head = [0u8; CHUNK_SIZE];
         let mut tail = [0u8; CHUNK_SIZE];
-        if offset % CS != 0 || end - offset < CS {
+        if !offset.is_multiple_of(CS) || end - offset < CS {
             self.read_chunk(f, first, &mut head)?;
         }
-        if last != first && end % CS != 0 {
+        if last != first && !end.is_multiple_of(CS) {
             self.read_chunk(f, last, &mut tail)?;
         }
         let file = self.data_file(f, true).map_err(ChunkError::Io)?;
