@@ -9,19 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
-use coord::{Client, confidant, indent, repo, setup};
+use coord::{Client, confidant, have, indent, repo, setup};
 
 fn ready() -> bool {
-    let root = std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false);
-    let have = |b: &str| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {b}")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if !(root && have("runc") && have("redis-server") && have("umoci")) {
+    if !(coord::is_root() && have("runc") && have("redis-server") && have("umoci")) {
         eprintln!("skipped: needs root, runc, redis-server and umoci");
         return false;
     }
@@ -125,16 +116,7 @@ impl Setup {
     /// Nothing of a run is left: no directory under the run dir, no mount under it, no runc
     /// container, no redis process started from it.
     fn assert_nothing_left(&self) {
-        let entries: Vec<_> = std::fs::read_dir(&self.run_dir)
-            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
-            .unwrap_or_default();
-        assert!(entries.is_empty(), "left in the run dir: {entries:?}");
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        assert!(
-            !mounts.contains(&*self.run_dir.to_string_lossy()),
-            "a mount under {} is left",
-            self.run_dir.display()
-        );
+        coord::assert_run_dir_clean(&self.run_dir);
     }
 }
 

@@ -30,6 +30,35 @@ impl Drop for Coordinator {
     }
 }
 
+/// Whether `bin` is on the PATH.
+pub fn have(bin: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {bin}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Whether the tests run as root (runc, mounts and namespaces need it).
+pub fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+/// Nothing of a `confidant run` is left under `run_dir`: no entry and no mount.
+pub fn assert_run_dir_clean(run_dir: &Path) {
+    let entries: Vec<_> = std::fs::read_dir(run_dir)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(entries.is_empty(), "left in the run dir: {entries:?}");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&*run_dir.to_string_lossy()),
+        "a mount under {} is left",
+        run_dir.display()
+    );
+}
+
 pub fn confidant(home: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_confidant"));
     c.env("CONFIDANT_HOME", home);

@@ -10,18 +10,10 @@ use std::time::{Duration, Instant};
 use crate::coord::{self, Client, confidant, indent, repo, run_ok, setup};
 use serde_json::Value;
 
-pub fn have(b: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {b}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
+pub use crate::coord::have;
 
 pub fn ready() -> bool {
-    let root = std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false);
-    if !(root
+    if !(coord::is_root()
         && Path::new("/dev/fuse").exists()
         && have("runc")
         && have("redis-server")
@@ -257,15 +249,6 @@ impl Setup {
     }
 
     pub fn assert_nothing_left(&self) {
-        let entries: Vec<_> = std::fs::read_dir(&self.run_dir)
-            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
-            .unwrap_or_default();
-        assert!(entries.is_empty(), "left in the run dir: {entries:?}");
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        assert!(
-            !mounts.contains(&*self.run_dir.to_string_lossy()),
-            "a mount under {} is left",
-            self.run_dir.display()
-        );
+        coord::assert_run_dir_clean(&self.run_dir);
     }
 }
