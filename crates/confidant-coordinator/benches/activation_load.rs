@@ -34,7 +34,6 @@ use confidant_attest::binding::{Purpose, report_data};
 use confidant_attest::sim::SimPlatform;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
-use serde_json::{Value, json};
 
 /// Error answers printed in full (the rest are only counted).
 const SHOWN_ERRORS: usize = 5;
@@ -300,26 +299,26 @@ async fn activate(client: &Client, shared: &Shared) -> std::result::Result<(), S
     if status != reqwest::StatusCode::OK {
         return Err(format!("POST nonce: {status}: {}", truncated(&body)));
     }
-    let answer: Value = serde_json::from_slice(&body)
-        .map_err(|e| format!("POST nonce: expected JSON, got {e}: {}", truncated(&body)))?;
-    let nonce_hex = answer.get("nonce").and_then(Value::as_str).ok_or_else(|| {
+    let answer: confidant_api::Nonce = serde_json::from_slice(&body).map_err(|e| {
         format!(
-            "POST nonce: expected a `nonce` string: {}",
+            "POST nonce: expected the API's answer, got {e}: {}",
             truncated(&body)
         )
     })?;
-    let nonce = hex::decode(nonce_hex).map_err(|e| format!("POST nonce: nonce not hex: {e}"))?;
+    let nonce_hex = answer.nonce;
+    let nonce = hex::decode(&nonce_hex).map_err(|e| format!("POST nonce: nonce not hex: {e}"))?;
     let rd = report_data(Purpose::Activate, &nonce, &client.spki_der);
     let evidence = shared
         .attester
         .attest(&rd)
         .map_err(|e| format!("making evidence: {e}"))?;
-    let request = json!({
-        "workload": shared.workload,
-        "nonce": nonce_hex,
-        "csr": client.csr_pem,
-        "evidence": evidence,
-    });
+    let request = confidant_api::ActivateRequest {
+        workload: shared.workload.clone(),
+        nonce: nonce_hex,
+        csr: client.csr_pem.clone(),
+        evidence,
+        image_manifest: None,
+    };
     let payload = serde_json::to_vec(&request).map_err(|e| format!("encoding: {e}"))?;
     let url = format!("{}/api/v1/activate", shared.base);
     let resp = client
@@ -338,20 +337,13 @@ async fn activate(client: &Client, shared: &Shared) -> std::result::Result<(), S
     if status != reqwest::StatusCode::OK {
         return Err(format!("POST activate: {status}: {}", truncated(&body)));
     }
-    let answer: Value = serde_json::from_slice(&body).map_err(|e| {
+    // The whole answer is read as the agent reads it: a missing field is an error.
+    let _: confidant_api::Activation = serde_json::from_slice(&body).map_err(|e| {
         format!(
-            "POST activate: expected JSON, got {e}: {}",
+            "POST activate: expected the API's answer, got {e}: {}",
             truncated(&body)
         )
     })?;
-    if answer.get("activation").and_then(Value::as_str).is_none()
-        || answer.get("certificate").and_then(Value::as_str).is_none()
-    {
-        return Err(format!(
-            "POST activate: 200 without `activation` and `certificate`: {}",
-            truncated(&body)
-        ));
-    }
     Ok(())
 }
 

@@ -9,7 +9,7 @@ use confidant_attest::attester::sim::SimAttester;
 use confidant_attest::binding::{Purpose, report_data};
 use confidant_attest::verify::sim::SimVerifier;
 use confidant_coordinator::core::{
-    ActivateRequest, Coordinator, CoreError, ErrorKind, Principal, State,
+    ActivateRequest, Coordinator, CoreError, ErrorCode, ErrorKind, Principal, State,
 };
 use confidant_coordinator::store::MemStore;
 use confidant_image::crypt::keys::PublicKey;
@@ -97,8 +97,8 @@ fn running(f: &Fixture) {
 }
 
 fn assert_refused(e: &CoreError, kind: ErrorKind, code: &str, field: &str) {
-    assert_eq!(e.kind, kind, "{e:?}");
-    assert_eq!(e.code, code, "{e:?}");
+    assert_eq!(e.kind(), kind, "{e:?}");
+    assert_eq!(e.code.as_str(), code, "{e:?}");
     assert_eq!(e.field.as_deref(), Some(field), "{e:?}");
 }
 
@@ -171,7 +171,7 @@ fn wrong_measurement_is_refused_with_the_field() {
         "evidence.measurement",
     );
     let d = e.details.unwrap();
-    assert_eq!(d["mismatches"][0]["field"], "measurement");
+    assert_eq!(d.mismatches[0].field, "measurement");
     assert_eq!(f.c.status().unwrap().activations.get("web"), None);
 }
 
@@ -297,31 +297,31 @@ fn users_need_the_right_role_and_a_known_certificate() {
     let f = fixture();
     running(&f);
     let e = f.c.secret_get(&f.bob, "k", SystemTime::now()).unwrap_err();
-    assert_eq!(e.kind, ErrorKind::Forbidden, "{e}");
+    assert_eq!(e.kind(), ErrorKind::Forbidden, "{e}");
     assert!(e.message.contains("user 'bob'"), "{e}");
     let (_, stranger) = user_cert();
     let e =
         f.c.secret_get(&stranger, "k", SystemTime::now())
             .unwrap_err();
-    assert_eq!(e.kind, ErrorKind::Unauthenticated, "{e}");
+    assert_eq!(e.kind(), ErrorKind::Unauthenticated, "{e}");
     let e =
         f.c.secret_get(&Principal::Anonymous, "k", SystemTime::now())
             .unwrap_err();
-    assert_eq!(e.kind, ErrorKind::Unauthenticated, "{e}");
+    assert_eq!(e.kind(), ErrorKind::Unauthenticated, "{e}");
     let e =
         f.c.secret_put(&f.bob, "token", b"x", SystemTime::now())
             .unwrap_err();
-    assert_eq!(e.kind, ErrorKind::Forbidden, "{e}");
+    assert_eq!(e.kind(), ErrorKind::Forbidden, "{e}");
     // Manifest updates: anonymous 401, bob 403, alice ok.
     let next = manifest(&f, "  api: {package: app}\n");
     let e =
         f.c.set_manifest(&Principal::Anonymous, &next, SystemTime::now())
             .unwrap_err();
-    assert_eq!(e.kind, ErrorKind::Unauthenticated, "{e}");
+    assert_eq!(e.kind(), ErrorKind::Unauthenticated, "{e}");
     let e =
         f.c.set_manifest(&f.bob, &next, SystemTime::now())
             .unwrap_err();
-    assert_eq!(e.kind, ErrorKind::Forbidden, "{e}");
+    assert_eq!(e.kind(), ErrorKind::Forbidden, "{e}");
     let set =
         f.c.set_manifest(&f.alice, &next, SystemTime::now())
             .unwrap();
@@ -339,8 +339,8 @@ fn a_template_naming_an_unknown_secret_refuses_the_manifest() {
     let e =
         f.c.set_manifest(&Principal::Anonymous, &bad, SystemTime::now())
             .unwrap_err();
-    assert_eq!(e.kind, ErrorKind::Rejected);
-    assert_eq!(e.code, "invalid_manifest");
+    assert_eq!(e.kind(), ErrorKind::Rejected);
+    assert_eq!(e.code, ErrorCode::InvalidManifest);
     assert_eq!(e.field.as_deref(), Some("workloads.api.env.DB"), "{e:?}");
     assert!(e.message.contains("unknown secret 'db'"), "{e}");
     assert_eq!(f.c.state(), State::AcceptingManifest);
@@ -359,7 +359,7 @@ fn manifest_history_is_chained_and_signed_by_the_root() {
     assert_eq!(v2.previous.as_deref(), Some(v1.hash.as_str()));
     assert_eq!(f.c.manifest_record(Some(1)).unwrap(), v1);
     let e = f.c.manifest_record(Some(9)).unwrap_err();
-    assert_eq!(e.kind, ErrorKind::NotFound);
+    assert_eq!(e.kind(), ErrorKind::NotFound);
     // The signature verifies with the root CA's public key, and not over other bytes.
     let root = pem::parse(f.c.ca().root_pem().as_bytes()).unwrap();
     let (_, cert) = x509_parser::parse_x509_certificate(root.contents()).unwrap();
@@ -383,7 +383,7 @@ fn manifest_history_is_chained_and_signed_by_the_root() {
     let e =
         f.c.set_manifest(&f.alice, &next, SystemTime::now())
             .unwrap_err();
-    assert_eq!(e.kind, ErrorKind::Conflict);
+    assert_eq!(e.kind(), ErrorKind::Conflict);
 }
 
 #[test]
@@ -402,7 +402,7 @@ fn package_svn_only_goes_up_and_is_enforced() {
     let e =
         f.c.update_svn(&f.bob, "app", 6, SystemTime::now())
             .unwrap_err();
-    assert_eq!(e.kind, ErrorKind::Forbidden);
+    assert_eq!(e.kind(), ErrorKind::Forbidden);
     // A workload at SVN 0 is now refused; at SVN 5 accepted.
     let mut w = Workload::new(&f.platform);
     let e =
@@ -429,7 +429,7 @@ fn a_frozen_manifest_cannot_be_replaced() {
     let e =
         f.c.set_manifest(&f.alice, &manifest(&f, ""), SystemTime::now())
             .unwrap_err();
-    assert_eq!(e.kind, ErrorKind::Forbidden);
+    assert_eq!(e.kind(), ErrorKind::Forbidden);
     assert!(e.message.contains("frozen"), "{e}");
 }
 
@@ -441,9 +441,9 @@ fn secrets_kinds_and_lifetimes() {
     let e = f.c.secret_put(&f.alice, "k", b"x", now).unwrap_err();
     assert_refused(&e, ErrorKind::Conflict, "conflict", "name");
     let e = f.c.secret_get(&f.alice, "session", now).unwrap_err();
-    assert_eq!(e.kind, ErrorKind::NotFound);
+    assert_eq!(e.kind(), ErrorKind::NotFound);
     let e = f.c.secret_get(&f.alice, "nope", now).unwrap_err();
-    assert_eq!(e.kind, ErrorKind::NotFound);
+    assert_eq!(e.kind(), ErrorKind::NotFound);
     let tls = f.c.secret_get(&f.alice, "tls", now).unwrap();
     assert!(tls.cert.unwrap().contains("BEGIN CERTIFICATE"));
     assert!(tls.key.unwrap().contains("BEGIN PRIVATE KEY"));
@@ -478,7 +478,7 @@ fn unset_plain_secret_is_named_when_rendering_fails() {
     let e =
         f.c.activate(&w.request(&f.c, "web"), SystemTime::now())
             .unwrap_err();
-    assert_eq!(e.code, "template");
+    assert_eq!(e.code, ErrorCode::Template);
     assert!(
         e.message.contains("plain secrets not set yet: token"),
         "{e}"
@@ -508,7 +508,7 @@ fn the_audit_log_records_who_did_what() {
     assert_eq!(log.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
     assert_eq!(f.c.audit(&f.alice, 2, 100).unwrap().len(), 1);
     assert_eq!(
-        f.c.audit(&Principal::Anonymous, 0, 10).unwrap_err().kind,
+        f.c.audit(&Principal::Anonymous, 0, 10).unwrap_err().kind(),
         ErrorKind::Unauthenticated
     );
 }
@@ -547,17 +547,14 @@ fn layer_keys_are_released_only_for_the_package_images() {
     req.image_manifest = Some(image.clone());
     let a = f.c.activate(&req, SystemTime::now()).unwrap();
     let opts = &a.layer_keys[&layer.digest];
-    assert_eq!(
-        opts["digest"],
-        serde_json::Value::String(layer.plaintext_digest.clone())
-    );
+    assert_eq!(opts.digest, layer.plaintext_digest);
     // Another image (one byte changed) is not in the package's list.
     let mut other = image.clone();
     other.push(b' ');
     let mut req = w.request(&f.c, "web");
     req.image_manifest = Some(other);
     let e = f.c.activate(&req, SystemTime::now()).unwrap_err();
-    assert_eq!(e.kind, ErrorKind::Forbidden, "{e}");
+    assert_eq!(e.kind(), ErrorKind::Forbidden, "{e}");
     assert_eq!(e.field.as_deref(), Some("image_manifest"));
 }
 
@@ -643,7 +640,7 @@ fn volume_keys_are_made_once_and_kept_across_versions() {
     assert_eq!(a.volumes.len(), 1);
     assert_eq!(a.volumes[0].path, "/data");
     assert_eq!(base64_decode(&a.volumes[0].key).len(), 32);
-    assert!(!format!("{:?}", a.volumes[0]).contains(&a.volumes[0].key));
+    assert!(!format!("{:?}", a.volumes[0]).contains(a.volumes[0].key.expose()));
     f.c.set_manifest(
         &f.alice,
         &with_volume("  logs: {size: 1MiB}\n"),

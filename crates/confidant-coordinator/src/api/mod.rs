@@ -16,23 +16,29 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use confidant_api as wire;
+use confidant_api::ErrorCode;
 use confidant_attest::attester::Attester;
 use confidant_attest::binding::{Purpose, report_data};
-use serde::Deserialize;
-use serde_json::{Value, json};
 
 use crate::core::{
-    ActivateRequest, CommitVolume, Coordinator, CoreError, ErrorKind, Principal, RecoveryShares,
+    ActivateRequest, Collected, CommitVolume, Coordinator, CoreError, Principal, RecoveryShares,
 };
 use crate::recovery::Share;
 use crate::store::{DataKey, Store};
 
 pub use self::metrics::{ActivationLabels, Metrics, RequestLabels, VolumeCommitLabels};
 
-/// The OpenAPI 3.1 document served at `/api/v1/openapi.json`.
-pub const OPENAPI: &str = include_str!("openapi.json");
-/// The largest request body accepted.
-pub const MAX_BODY: usize = 4 << 20;
+pub use confidant_api::MAX_BODY;
+
+/// The OpenAPI 3.1 document served at `/api/v1/openapi.json`: generated once from the
+/// `confidant-api` types ([`confidant_api::openapi::document`]).
+pub fn openapi_document() -> &'static [u8] {
+    static DOC: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| {
+        serde_json::to_vec_pretty(&confidant_api::openapi::document()).unwrap_or_default()
+    })
+}
 
 /// Opens the coordinator with a recovered data key (the server knows how).
 pub type Reopen<S> = Arc<dyn Fn(DataKey) -> Result<Coordinator<S>, String> + Send + Sync>;
@@ -47,8 +53,8 @@ pub struct RecoveryMode<S: Store> {
     /// The owners' encrypted shares, kept outside the sealed state (`None`: there is no way
     /// to recover).
     pub shares: Option<RecoveryShares>,
-    /// Decrypted shares received so far.
-    pub received: Vec<Share>,
+    /// The decrypted shares received so far ([`crate::core::ShareCollector`]).
+    pub collector: crate::core::ShareCollector,
     /// Evidence for `GET attestation` in recovery (binds the TLS key).
     pub attester: Box<dyn Attester>,
     /// Opens the state with the recombined key.
@@ -122,14 +128,12 @@ impl<S: Store + 'static> Api<S> {
         match self.mode.read().as_deref() {
             Ok(Mode::Running(c)) => Ok(c.clone()),
             Ok(Mode::Recovery(_)) => Err(ApiError(CoreError::new(
-                ErrorKind::Conflict,
-                "wrong_state",
+                ErrorCode::WrongState,
                 None,
                 "the coordinator is in recovery: its state cannot be unsealed on this machine; recovery owners must `confidant recover`",
             ))),
             Err(_) => Err(ApiError(CoreError::new(
-                ErrorKind::Internal,
-                "internal",
+                ErrorCode::Internal,
                 None,
                 "state lock poisoned",
             ))),
@@ -209,42 +213,31 @@ impl From<CoreError> for ApiError {
     }
 }
 
-/// The HTTP status of an error kind.
-pub fn status_of(kind: ErrorKind) -> StatusCode {
-    match kind {
-        ErrorKind::Malformed => StatusCode::BAD_REQUEST,
-        ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
-        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
-        ErrorKind::NotFound => StatusCode::NOT_FOUND,
-        ErrorKind::Conflict => StatusCode::CONFLICT,
-        ErrorKind::Rejected => StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-    }
+/// The HTTP status of an error code.
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let e = self.0;
-        let mut body = json!({"code": e.code, "message": e.message});
-        if let Some(f) = &e.field {
-            body["field"] = Value::String(f.clone());
-        }
-        if let Some(d) = e.details {
-            body["details"] = *d;
-        }
-        (status_of(e.kind), Json(json!({ "error": body }))).into_response()
+        let status = status_of(e.code);
+        let body = wire::ErrorBody {
+            error: wire::ErrorObject {
+                code: e.code,
+                message: e.message,
+                field: e.field,
+                details: e.details.map(|d| *d),
+            },
+        };
+        (status, Json(body)).into_response()
     }
 }
 
 type ApiResult = Result<Response, ApiError>;
 
 fn malformed(field: &str, message: impl Into<String>) -> ApiError {
-    ApiError(CoreError::new(
-        ErrorKind::Malformed,
-        "malformed",
-        Some(field),
-        message,
-    ))
+    ApiError(CoreError::new(ErrorCode::Malformed, Some(field), message))
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
@@ -275,8 +268,7 @@ async fn blocking<T: Send + 'static>(
         .await
         .map_err(|e| {
             ApiError(CoreError::new(
-                ErrorKind::Internal,
-                "internal",
+                ErrorCode::Internal,
                 None,
                 format!("worker failed: {e}"),
             ))
@@ -284,7 +276,7 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApiError)
 }
 
-fn ok_json(v: Value) -> ApiResult {
+fn ok_json<T: serde::Serialize>(v: T) -> ApiResult {
     Ok(Json(v).into_response())
 }
 
@@ -314,15 +306,18 @@ async fn record<S: Store + 'static>(
 
 async fn not_found() -> ApiError {
     ApiError(CoreError::new(
-        ErrorKind::NotFound,
-        "not_found",
+        ErrorCode::NotFound,
         None,
         "no such endpoint; see /api/v1/openapi.json",
     ))
 }
 
 async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        openapi_document(),
+    )
+        .into_response()
 }
 
 async fn metrics_text<S: Store + 'static>(State(api): State<Arc<Api<S>>>) -> Response {
@@ -338,14 +333,16 @@ async fn metrics_text<S: Store + 'static>(State(api): State<Arc<Api<S>>>) -> Res
 
 async fn status<S: Store + 'static>(State(api): State<Arc<Api<S>>>) -> ApiResult {
     let recovery = match api.mode.read().as_deref() {
-        Ok(Mode::Recovery(r)) => Some(json!({
-            "state": "recovery",
-            "tee": r.attester.tee(),
-            "simulation": r.attester.tee().is_simulation(),
-            "received": r.received.len(),
-            "threshold": r.shares.as_ref().map(|s| s.threshold),
-            "version": env!("CARGO_PKG_VERSION"),
-        })),
+        Ok(Mode::Recovery(r)) => Some(wire::Status {
+            state: wire::CoordinatorState::Recovery,
+            tee: r.attester.tee(),
+            simulation: r.attester.tee().is_simulation(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            manifest: None,
+            activations: None,
+            received: Some(r.collector.received() as u64),
+            threshold: r.collector.threshold(),
+        }),
         _ => None,
     };
     if let Some(v) = recovery {
@@ -353,19 +350,31 @@ async fn status<S: Store + 'static>(State(api): State<Arc<Api<S>>>) -> ApiResult
     }
     let c = api.coordinator()?;
     let s = blocking(move || c.status()).await?;
-    let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
-    v["version"] = Value::String(env!("CARGO_PKG_VERSION").into());
-    ok_json(v)
+    ok_json(wire::Status {
+        state: wire_state(s.state),
+        tee: s.tee,
+        simulation: s.simulation,
+        version: env!("CARGO_PKG_VERSION").into(),
+        manifest: s.manifest.map(|m| wire::ManifestRef {
+            version: m.version,
+            hash: m.hash,
+        }),
+        activations: Some(s.activations),
+        received: None,
+        threshold: None,
+    })
 }
 
-#[derive(Deserialize)]
-struct NonceQuery {
-    nonce: Option<String>,
+fn wire_state(s: crate::core::State) -> wire::CoordinatorState {
+    match s {
+        crate::core::State::AcceptingManifest => wire::CoordinatorState::AcceptingManifest,
+        crate::core::State::Running => wire::CoordinatorState::Running,
+    }
 }
 
 async fn attestation<S: Store + 'static>(
     State(api): State<Arc<Api<S>>>,
-    Query(q): Query<NonceQuery>,
+    Query(q): Query<wire::AttestationQuery>,
 ) -> ApiResult {
     let nonce = hex_param(
         "nonce",
@@ -393,40 +402,42 @@ async fn attestation<S: Store + 'static>(
     if let Some((evidence, simulation)) = recovery_evidence {
         let evidence = evidence.map_err(|e| {
             ApiError(CoreError::new(
-                ErrorKind::Internal,
-                "internal",
+                ErrorCode::Internal,
                 None,
                 format!("producing evidence: {e}"),
             ))
         })?;
-        return ok_json(json!({
-            "state": "recovery",
-            "simulation": simulation,
-            "evidence": evidence,
-            "manifest_hash": null,
-            "tls_spki_sha256": spki_hash,
-        }));
+        return ok_json(wire::Attestation {
+            state: wire::CoordinatorState::Recovery,
+            simulation,
+            evidence,
+            root_ca: None,
+            intermediate_ca: None,
+            manifest_hash: None,
+            tls_spki_sha256: spki_hash,
+        });
     }
     let c = api.coordinator()?;
     let a = blocking(move || c.attestation(&nonce)).await?;
-    let mut v = serde_json::to_value(a).unwrap_or(Value::Null);
-    v["tls_spki_sha256"] = Value::String(spki_hash);
-    ok_json(v)
+    ok_json(wire::Attestation {
+        state: wire_state(a.state),
+        simulation: a.simulation,
+        evidence: a.evidence,
+        root_ca: Some(a.root_ca),
+        intermediate_ca: Some(a.intermediate_ca),
+        manifest_hash: a.manifest_hash,
+        tls_spki_sha256: spki_hash,
+    })
 }
 
 async fn image_key<S: Store + 'static>(State(api): State<Arc<Api<S>>>) -> ApiResult {
     let (public_key, key_id) = api.coordinator()?.image_key();
-    ok_json(json!({"public_key": public_key, "key_id": key_id}))
-}
-
-#[derive(Deserialize)]
-struct VersionQuery {
-    version: Option<u64>,
+    ok_json(wire::ImageKey { public_key, key_id })
 }
 
 async fn manifest_get<S: Store + 'static>(
     State(api): State<Arc<Api<S>>>,
-    Query(q): Query<VersionQuery>,
+    Query(q): Query<wire::ManifestQuery>,
 ) -> ApiResult {
     let c = api.coordinator()?;
     let r = blocking(move || c.manifest_record(q.version)).await?;
@@ -434,14 +445,14 @@ async fn manifest_get<S: Store + 'static>(
 }
 
 fn manifest_set_answer(set: crate::core::ManifestSet) -> Response {
-    let r = &set.record;
-    let body = json!({
-        "version": r.version,
-        "hash": r.hash,
-        "previous": r.previous,
-        "signature": r.signature,
-        "recovery": set.recovery,
-    });
+    let r = set.record;
+    let body = wire::ManifestSet {
+        version: r.version,
+        hash: r.hash,
+        previous: r.previous,
+        signature: r.signature,
+        recovery: set.recovery.as_ref().map(RecoveryShares::to_api),
+    };
     (StatusCode::CREATED, Json(body)).into_response()
 }
 
@@ -459,8 +470,7 @@ async fn manifest_set<S: Store + 'static>(
         if let Some(dir) = dir {
             crate::server::write_recovery_file(&dir, set.recovery.as_ref()).map_err(|e| {
                 CoreError::new(
-                    ErrorKind::Internal,
-                    "internal",
+                    ErrorCode::Internal,
                     None,
                     format!(
                         "the manifest was set, but the recovery shares could not be saved: {e}"
@@ -481,19 +491,13 @@ async fn manifest_set<S: Store + 'static>(
     Ok(manifest_set_answer(set))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SvnBody {
-    min_svn: u32,
-}
-
 async fn package_svn<S: Store + 'static>(
     State(api): State<Arc<Api<S>>>,
     Extension(who): Extension<Principal>,
     Path(name): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    let b: SvnBody = parse_json(&body)?;
+    let b: wire::SvnUpdate = parse_json(&body)?;
     let c = api.coordinator()?;
     let set = blocking(move || c.update_svn(&who, &name, b.min_svn, SystemTime::now())).await?;
     Ok(manifest_set_answer(set))
@@ -501,26 +505,15 @@ async fn package_svn<S: Store + 'static>(
 
 async fn nonce<S: Store + 'static>(State(api): State<Arc<Api<S>>>) -> ApiResult {
     let n = api.coordinator()?.issue_nonce(SystemTime::now())?;
-    ok_json(json!({
-        "nonce": hex::encode(n),
-        "expires_in_seconds": crate::core::NONCE_LIFETIME.as_secs(),
-    }))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ActivateBody {
-    workload: String,
-    nonce: String,
-    csr: String,
-    evidence: confidant_attest::Evidence,
-    #[serde(default)]
-    image_manifest: Option<String>,
+    ok_json(wire::Nonce {
+        nonce: hex::encode(n),
+        expires_in_seconds: crate::core::NONCE_LIFETIME.as_secs(),
+    })
 }
 
 /// Parses a `POST activate` body (untrusted bytes) into a request; errors name the field.
 pub fn parse_activate_request(body: &[u8]) -> Result<ActivateRequest, CoreError> {
-    let b: ActivateBody = parse_json(body).map_err(|e| e.0)?;
+    let b: wire::ActivateRequest = parse_json(body).map_err(|e| e.0)?;
     let image_manifest = match &b.image_manifest {
         None => None,
         Some(s) => Some(
@@ -549,8 +542,8 @@ async fn activate<S: Store + 'static>(State(api): State<Arc<Api<S>>>, body: Byte
             "ok"
         }
         Err(e) => {
-            tracing::warn!(workload = %workload, code = e.0.code, "activation refused: {}", e.0.message);
-            e.0.code
+            tracing::warn!(workload = %workload, code = %e.0.code, "activation refused: {}", e.0.message);
+            e.0.code.as_str()
         }
     };
     api.metrics
@@ -564,8 +557,7 @@ async fn activate<S: Store + 'static>(State(api): State<Arc<Api<S>>>, body: Byte
             outcome: outcome.into(),
         })
         .inc();
-    let a = result?;
-    ok_json(serde_json::to_value(a).unwrap_or(Value::Null))
+    ok_json(result?)
 }
 
 async fn secret_get<S: Store + 'static>(
@@ -575,13 +567,7 @@ async fn secret_get<S: Store + 'static>(
 ) -> ApiResult {
     let c = api.coordinator()?;
     let v = blocking(move || c.secret_get(&who, &name, SystemTime::now())).await?;
-    ok_json(serde_json::to_value(v).unwrap_or(Value::Null))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SecretBody {
-    value: String,
+    ok_json(v)
 }
 
 async fn secret_put<S: Store + 'static>(
@@ -590,14 +576,14 @@ async fn secret_put<S: Store + 'static>(
     Path(name): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    let b: SecretBody = parse_json(&body)?;
+    let b: wire::SecretPut = parse_json(&body)?;
     let value = STANDARD
-        .decode(&b.value)
+        .decode(b.value.expose())
         .map_err(|e| malformed("value", format!("expected base64: {e}")))?;
     let c = api.coordinator()?;
     let n = name.clone();
     blocking(move || c.secret_put(&who, &n, &value, SystemTime::now())).await?;
-    ok_json(json!({"name": name}))
+    ok_json(wire::SecretSet { name })
 }
 
 async fn volume_state_get<S: Store + 'static>(
@@ -607,22 +593,12 @@ async fn volume_state_get<S: Store + 'static>(
 ) -> ApiResult {
     let c = api.coordinator()?;
     let v = blocking(move || c.volume_state(&who, &name)).await?;
-    ok_json(serde_json::to_value(v).unwrap_or(Value::Null))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct VolumeCommitBody {
-    expected_version: u64,
-    version: u64,
-    root: String,
-    #[serde(default)]
-    reinitialize: bool,
+    ok_json(v)
 }
 
 /// Parses a `POST volumes/{name}/state` body (untrusted bytes); errors name the field.
 pub fn parse_volume_commit(body: &[u8]) -> Result<CommitVolume, CoreError> {
-    let b: VolumeCommitBody = parse_json(body).map_err(|e| e.0)?;
+    let b: wire::VolumeCommit = parse_json(body).map_err(|e| e.0)?;
     let bytes = hex_param("root", &b.root).map_err(|e| e.0)?;
     let root: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
         malformed(
@@ -654,7 +630,7 @@ async fn volume_state_post<S: Store + 'static>(
             tracing::info!(volume = %v.volume, version = v.version, "volume state committed");
             "ok"
         }
-        Err(e) => e.0.code,
+        Err(e) => e.0.code.as_str(),
     };
     api.metrics
         .volume_commits
@@ -662,19 +638,13 @@ async fn volume_state_post<S: Store + 'static>(
             outcome: outcome.into(),
         })
         .inc();
-    ok_json(serde_json::to_value(result?).unwrap_or(Value::Null))
-}
-
-#[derive(Deserialize)]
-struct AuditQuery {
-    after: Option<u64>,
-    limit: Option<usize>,
+    ok_json(result?)
 }
 
 async fn audit<S: Store + 'static>(
     State(api): State<Arc<Api<S>>>,
     Extension(who): Extension<Principal>,
-    Query(q): Query<AuditQuery>,
+    Query(q): Query<wire::AuditQuery>,
 ) -> ApiResult {
     let c = api.coordinator()?;
     let entries = blocking(move || {
@@ -685,7 +655,7 @@ async fn audit<S: Store + 'static>(
         )
     })
     .await?;
-    ok_json(json!({ "entries": entries }))
+    ok_json(wire::AuditPage { entries })
 }
 
 async fn recovery_get<S: Store + 'static>(State(api): State<Arc<Api<S>>>) -> ApiResult {
@@ -701,26 +671,19 @@ async fn recovery_get<S: Store + 'static>(State(api): State<Arc<Api<S>>>) -> Api
         }
     };
     match shares {
-        Some(s) => ok_json(serde_json::to_value(s).unwrap_or(Value::Null)),
+        Some(s) => ok_json(s.to_api()),
         None => Err(ApiError(CoreError::new(
-            ErrorKind::NotFound,
-            "not_found",
+            ErrorCode::NotFound,
             None,
             "no recovery shares: the manifest has no `recovery` section",
         ))),
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RecoverBody {
-    share: String,
-}
-
 async fn recover<S: Store + 'static>(State(api): State<Arc<Api<S>>>, body: Bytes) -> ApiResult {
-    let b: RecoverBody = parse_json(&body)?;
+    let b: wire::RecoverRequest = parse_json(&body)?;
     let bytes = STANDARD
-        .decode(&b.share)
+        .decode(b.share.expose())
         .map_err(|e| malformed("share", format!("expected base64: {e}")))?;
     let share = Share::from_bytes(&bytes).map_err(|e| malformed("share", e.to_string()))?;
     let api2 = api.clone();
@@ -728,8 +691,7 @@ async fn recover<S: Store + 'static>(State(api): State<Arc<Api<S>>>, body: Bytes
         .await
         .map_err(|e| {
             ApiError(CoreError::new(
-                ErrorKind::Internal,
-                "internal",
+                ErrorCode::Internal,
                 None,
                 format!("worker failed: {e}"),
             ))
@@ -738,76 +700,53 @@ async fn recover<S: Store + 'static>(State(api): State<Arc<Api<S>>>, body: Bytes
     ok_json(answer)
 }
 
-fn recover_blocking<S: Store + 'static>(api: &Api<S>, share: Share) -> Result<Value, ApiError> {
+fn recover_blocking<S: Store + 'static>(
+    api: &Api<S>,
+    share: Share,
+) -> Result<wire::RecoverProgress, ApiError> {
     let mut mode = api.mode.write().map_err(|_| {
         ApiError(CoreError::new(
-            ErrorKind::Internal,
-            "internal",
+            ErrorCode::Internal,
             None,
             "state lock poisoned",
         ))
     })?;
     let Mode::Recovery(r) = &mut *mode else {
         return Err(ApiError(CoreError::new(
-            ErrorKind::Conflict,
-            "wrong_state",
+            ErrorCode::WrongState,
             None,
             "the coordinator is not in recovery: its state is open",
         )));
     };
-    let Some(shares) = &r.shares else {
-        return Err(ApiError(CoreError::new(
-            ErrorKind::Conflict,
-            "wrong_state",
-            None,
-            "no recovery shares were kept for this state (recovery.json is missing): it cannot be recovered",
-        )));
+    let key = match r.collector.add(share).map_err(|e| ApiError(e.into()))? {
+        Collected::Waiting {
+            received,
+            threshold,
+        } => {
+            return Ok(wire::RecoverProgress {
+                state: wire::CoordinatorState::Recovery,
+                received: Some(received as u64),
+                threshold: Some(threshold),
+            });
+        }
+        Collected::Key(key) => key,
     };
-    let threshold = shares.threshold;
-    if r.received.iter().any(|s| s.index() == share.index()) {
-        return Err(ApiError(CoreError::new(
-            ErrorKind::Conflict,
-            "conflict",
-            Some("share"),
-            format!("share {} was already received", share.index()),
-        )));
-    }
-    r.received.push(share);
-    if (r.received.len() as u32) < threshold {
-        return Ok(
-            json!({"state": "recovery", "received": r.received.len(), "threshold": threshold}),
-        );
-    }
-    let key = crate::recovery::combine(&r.received, threshold).map_err(|e| {
-        ApiError(CoreError::new(
-            ErrorKind::Rejected,
-            "share",
-            Some("share"),
-            e.to_string(),
-        ))
-    })?;
     match (r.reopen)(key) {
         Ok(c) => {
             let (tls, spki) = (r.after)(&c)
-                .map_err(|e| ApiError(CoreError::new(ErrorKind::Internal, "internal", None, e)))?;
+                .map_err(|e| ApiError(CoreError::new(ErrorCode::Internal, None, e)))?;
             *mode = Mode::Running(Arc::new(c));
             if let Ok(mut t) = api.tls.write() {
                 *t = (tls, spki);
             }
-            Ok(json!({"state": "running"}))
+            Ok(wire::RecoverProgress {
+                state: wire::CoordinatorState::Running,
+                received: None,
+                threshold: None,
+            })
         }
-        Err(e) => {
-            // The shares do not open this state: forget them all and start over.
-            r.received.clear();
-            Err(ApiError(CoreError::new(
-                ErrorKind::Rejected,
-                "share",
-                Some("share"),
-                format!(
-                    "the recombined key does not open the state ({e}); all received shares were discarded"
-                ),
-            )))
-        }
+        // The shares do not open this state: forget them all and start over.
+        Err(e) => Err(ApiError(r.collector.key_did_not_fit(&e).into())),
     }
 }
 

@@ -12,10 +12,9 @@ use confidant_manifest::{
     Builtins, Manifest, RenderedParameters, Secret, SecretValue, VOLUME_KEY_BYTES, VolumePolicy,
     render_parameters,
 };
-use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::error::{CoreError, CoreResult, ErrorKind};
+use super::error::{CoreError, CoreResult, ErrorCode, ErrorDetails};
 use super::{Coordinator, secrets};
 use crate::ca::WorkloadIdentity;
 use crate::store::Store;
@@ -40,65 +39,14 @@ pub struct ActivateRequest {
     pub image_manifest: Option<Vec<u8>>,
 }
 
-/// What an activated workload receives.
-#[derive(Debug, Clone, Serialize)]
-pub struct Activation {
-    /// `<workload>/<n>`: the n-th activation of the workload.
-    pub activation: String,
-    /// The workload's certificate for the CSR's key (PEM).
-    pub certificate: String,
-    /// The certificate and the intermediate CA (PEM).
-    pub chain: String,
-    /// The root CA (PEM).
-    pub root_ca: String,
-    /// Rendered files, env and args.
-    #[serde(serialize_with = "ser_params")]
-    pub parameters: RenderedParameters,
-    /// Each encrypted layer's private options (ocicrypt JSON), by layer digest.
-    pub layer_keys: BTreeMap<String, Value>,
-    /// The workload's protected volumes, with their keys.
-    pub volumes: Vec<VolumeGrant>,
-    /// The workload's mesh endpoints (ingress ports, egress peers), as the manifest says.
-    pub mesh: Option<confidant_manifest::Mesh>,
-    /// Whether the evidence came from the simulation TEE.
-    pub simulation: bool,
-    /// Warnings from the appraisal (TCB needs hardening, simulation, …).
-    pub warnings: Vec<String>,
-}
+pub use confidant_api::{Activation, LayerKey, Parameters, VolumeGrant};
 
-/// A protected volume a workload mounts, with its key.
-#[derive(Clone, Serialize)]
-pub struct VolumeGrant {
-    /// The volume's name.
-    pub volume: String,
-    /// Where the workload mounts it.
-    pub path: String,
-    /// Mounted read-only.
-    pub read_only: bool,
-    /// The volume's policy in the manifest: `rollback_protected`, `reinitializable` or
-    /// `ephemeral`.
-    pub policy: String,
-    /// The volume's 256-bit key, base64: the stored key, or for `ephemeral` volumes a fresh
-    /// one for this activation only.
-    pub key: String,
-}
-
-impl std::fmt::Debug for VolumeGrant {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VolumeGrant")
-            .field("volume", &self.volume)
-            .field("path", &self.path)
-            .field("read_only", &self.read_only)
-            .field("policy", &self.policy)
-            .finish_non_exhaustive()
+fn wire_parameters(p: RenderedParameters) -> Parameters {
+    Parameters {
+        files: p.files.into_iter().map(|(k, v)| (k, v.into())).collect(),
+        env: p.env.into_iter().map(|(k, v)| (k, v.into())).collect(),
+        args: p.args.into_iter().map(Into::into).collect(),
     }
-}
-
-fn ser_params<Ser: serde::Serializer>(
-    p: &RenderedParameters,
-    s: Ser,
-) -> Result<Ser::Ok, Ser::Error> {
-    json!({"files": p.files, "env": p.env, "args": p.args}).serialize(s)
 }
 
 /// The `provider.confidant` wrapped keys of an OCI image manifest's layers (untrusted bytes):
@@ -144,8 +92,8 @@ pub(crate) fn read_count(bytes: Option<Vec<u8>>) -> CoreResult<u64> {
     }
 }
 
-fn rejected(code: &'static str, field: &str, message: impl Into<String>) -> CoreError {
-    CoreError::new(ErrorKind::Rejected, code, Some(field), message)
+fn rejected(code: ErrorCode, field: &str, message: impl Into<String>) -> CoreError {
+    CoreError::new(code, Some(field), message)
 }
 
 impl<S: Store> Coordinator<S> {
@@ -166,14 +114,14 @@ impl<S: Store> Coordinator<S> {
         let tee = req.evidence.tee;
         if tee == Tee::Sim && !m.config.allow_simulation {
             return Err(rejected(
-                "evidence_rejected",
+                ErrorCode::EvidenceRejected,
                 "evidence.tee",
                 "expected hardware evidence: simulation evidence is refused because the manifest does not set config.allow_simulation",
             ));
         }
         if tee != package.tee {
             return Err(rejected(
-                "evidence_rejected",
+                ErrorCode::EvidenceRejected,
                 "evidence.tee",
                 format!(
                     "expected {} evidence for package '{}', got {}",
@@ -189,7 +137,7 @@ impl<S: Store> Coordinator<S> {
             .verify(&req.evidence, now)
             .map_err(|e| {
                 rejected(
-                    "evidence_rejected",
+                    ErrorCode::EvidenceRejected,
                     "evidence",
                     format!("evidence did not verify: {e}"),
                 )
@@ -203,7 +151,7 @@ impl<S: Store> Coordinator<S> {
                 .map(ToString::to_string)
                 .collect();
             return Err(rejected(
-                "evidence_rejected",
+                ErrorCode::EvidenceRejected,
                 &format!("evidence.{}", first.field),
                 format!(
                     "evidence does not match package '{}': {}",
@@ -211,20 +159,17 @@ impl<S: Store> Coordinator<S> {
                     all.join("; ")
                 ),
             )
-            .with_details(json!({ "mismatches": appraisal.mismatches })));
+            .with_details(ErrorDetails {
+                mismatches: appraisal.mismatches.iter().map(Into::into).collect(),
+                ..ErrorDetails::default()
+            }));
         }
-        let spki_sha256 = crate::ca::csr_spki_sha256(&req.csr).map_err(|e| {
-            CoreError::new(
-                ErrorKind::Malformed,
-                "malformed",
-                Some("csr"),
-                e.to_string(),
-            )
-        })?;
+        let spki_sha256 = crate::ca::csr_spki_sha256(&req.csr)
+            .map_err(|e| CoreError::new(ErrorCode::Malformed, Some("csr"), e.to_string()))?;
         let want = report_data_for_key_digest(Purpose::Activate, &req.nonce, &spki_sha256);
         if want[..] != claims.report_data[..] {
             return Err(rejected(
-                "binding",
+                ErrorCode::Binding,
                 "csr",
                 format!(
                     "expected report data binding the nonce and the CSR's public key ({}), got {}: the evidence was made for another key or nonce",
@@ -249,10 +194,10 @@ impl<S: Store> Coordinator<S> {
                     .volumes
                     .get(&mount.volume)
                     .map(|v| v.policy)
-                    .unwrap_or_default()
-                    .as_str()
-                    .to_string(),
-                key: base64::engine::general_purpose::STANDARD.encode(&*key),
+                    .unwrap_or_default(),
+                key: base64::engine::general_purpose::STANDARD
+                    .encode(&*key)
+                    .into(),
             });
         }
         // Count it; the count, and its audit entry, are durable before anything is handed out.
@@ -277,19 +222,14 @@ impl<S: Store> Coordinator<S> {
         let issued = self
             .ca
             .sign_csr(&req.csr, &identity, now, WORKLOAD_CERT_VALIDITY)
-            .map_err(|e| {
-                CoreError::new(
-                    ErrorKind::Malformed,
-                    "malformed",
-                    Some("csr"),
-                    e.to_string(),
-                )
-            })?;
+            .map_err(|e| CoreError::new(ErrorCode::Malformed, Some("csr"), e.to_string()))?;
         let mut values = self.shared_secret_values(m)?;
         let mut unset = Vec::new();
         for (name, secret) in &m.secrets {
             if secret.per_activation() {
-                if let Some(v) = secrets::generate(&self.ca, secret, now)? {
+                if let Some(v) =
+                    secrets::generate(self.options.random.as_ref(), &self.ca, secret, now)?
+                {
                     values.insert(
                         name.clone(),
                         v.to_public(matches!(secret, Secret::Plain {}))?,
@@ -311,8 +251,7 @@ impl<S: Store> Coordinator<S> {
                 format!(" (plain secrets not set yet: {})", unset.join(", "))
             };
             CoreError::new(
-                ErrorKind::Conflict,
-                "template",
+                ErrorCode::Template,
                 Some(&format!("workloads.{w}.{}", e.location)),
                 format!("{e}{hint}"),
             )
@@ -324,7 +263,7 @@ impl<S: Store> Coordinator<S> {
             certificate: issued.cert_pem,
             chain: issued.chain_pem,
             root_ca: self.ca.root_pem(),
-            parameters,
+            parameters: wire_parameters(parameters),
             layer_keys,
             simulation: tee.is_simulation(),
             warnings: appraisal.warnings,
@@ -341,15 +280,13 @@ impl<S: Store> Coordinator<S> {
         if volume.policy == VolumePolicy::Ephemeral {
             // Nothing outlives the activation: not even the key.
             let mut k = zeroize::Zeroizing::new(vec![0u8; 32]);
-            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut k)
-                .map_err(|_| CoreError::internal("no randomness for an ephemeral volume key"))?;
+            super::random::fill(self.options.random.as_ref(), &mut k)?;
             return Ok(k);
         }
         if let Some(secret) = &volume.key_secret {
             let unset = || {
                 CoreError::new(
-                    ErrorKind::Conflict,
-                    "volume_key_unset",
+                    ErrorCode::VolumeKeyUnset,
                     Some(&format!("volumes.{name}.key_secret")),
                     format!(
                         "volume '{name}' takes its key from secret '{secret}', which is not set yet: the volume's owner sets it to the {VOLUME_KEY_BYTES}-byte key the volume was sealed with (`confidant volume seal … --coordinator ADDR --volume {name}` does, as a user with 'write' on the secret)"
@@ -365,8 +302,7 @@ impl<S: Store> Coordinator<S> {
             };
             if bytes.len() != VOLUME_KEY_BYTES {
                 return Err(CoreError::new(
-                    ErrorKind::Conflict,
-                    "volume_key_unset",
+                    ErrorCode::VolumeKeyUnset,
                     Some(&format!("volumes.{name}.key_secret")),
                     format!(
                         "volume '{name}' takes its key from secret '{secret}', whose value is {} bytes, not a {VOLUME_KEY_BYTES}-byte key: set it again",
@@ -388,7 +324,7 @@ impl<S: Store> Coordinator<S> {
         package: &str,
         allowed: &[String],
         manifest: &[u8],
-    ) -> CoreResult<BTreeMap<String, Value>> {
+    ) -> CoreResult<BTreeMap<String, LayerKey>> {
         if manifest.len() > MAX_IMAGE_MANIFEST {
             return Err(CoreError::malformed(
                 "image_manifest",
@@ -413,13 +349,12 @@ impl<S: Store> Coordinator<S> {
             let options =
                 provider::unwrap_as_coordinator(&self.image_key, &wrapped).map_err(|e| {
                     CoreError::new(
-                        ErrorKind::Rejected,
-                        "image_key",
+                        ErrorCode::ImageKey,
                         Some(&format!("image_manifest.layers[{i}]")),
                         format!("cannot unwrap the layer key: {e}"),
                     )
                 })?;
-            let json: Value = serde_json::from_slice(&options.to_json())
+            let json: LayerKey = serde_json::from_slice(&options.to_json())
                 .map_err(|e| CoreError::internal(format!("layer options: {e}")))?;
             out.insert(digest, json);
         }

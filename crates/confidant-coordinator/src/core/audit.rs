@@ -1,8 +1,6 @@
 //! The audit log: who did what, when. Entries are written inside the transaction of the change
 //! they record, so every acknowledged change has its entry and no entry outlives a failed one.
 
-use serde::{Deserialize, Serialize};
-
 use super::error::{CoreError, CoreResult};
 use super::tables::{AUDIT, COORDINATOR};
 use super::{Coordinator, Principal};
@@ -12,20 +10,8 @@ const KEY_NEXT: &str = "audit-next";
 /// Most entries one `GET audit` returns.
 pub const MAX_AUDIT_PAGE: usize = 1000;
 
-/// One audit entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditEntry {
-    /// Its sequence number, from 1, without gaps.
-    pub seq: u64,
-    /// When (RFC 3339, UTC).
-    pub time: String,
-    /// Who: a user's name, `workload:<name>/<n>`, `anonymous`, `coordinator`.
-    pub actor: String,
-    /// What: `manifest.set`, `package.svn`, `secret.read`, `secret.write`, `activate`, …
-    pub action: String,
-    /// On what.
-    pub target: String,
-}
+/// One audit entry, as stored and as `GET audit` serves it.
+pub use confidant_api::AuditEntry;
 
 /// Appends an entry inside `tx`.
 pub(crate) fn append(

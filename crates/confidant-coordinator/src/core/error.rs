@@ -1,10 +1,11 @@
-//! The coordinator's errors, each with the HTTP-like class the API maps it to.
+//! The coordinator's errors, each with the API's error code (and so its HTTP status).
 
-use serde_json::Value;
+pub use confidant_api::{ErrorCode, ErrorDetails};
 
 use crate::store::StoreError;
 
-/// The class of an error: what the caller did wrong (or that the coordinator failed).
+/// The class of an error, as its HTTP status says it: what the caller did wrong (or that the
+/// coordinator failed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     /// Malformed request (400).
@@ -27,32 +28,38 @@ pub enum ErrorKind {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct CoreError {
-    /// Its class.
-    pub kind: ErrorKind,
-    /// A stable machine-readable code (`evidence_rejected`, `nonce`, …).
-    pub code: &'static str,
+    /// A stable machine-readable code (`evidence_rejected`, `nonce`, …); its HTTP status is
+    /// [`ErrorCode::status`].
+    pub code: ErrorCode,
     /// The request field or manifest path at fault, if any.
     pub field: Option<String>,
     /// What was expected and what was found.
     pub message: String,
     /// Structured details (`mismatches`, `errors`).
-    pub details: Option<Box<Value>>,
+    pub details: Option<Box<ErrorDetails>>,
 }
 
 impl CoreError {
-    /// An error of `kind` with `code`, naming `field`.
-    pub fn new(
-        kind: ErrorKind,
-        code: &'static str,
-        field: Option<&str>,
-        message: impl Into<String>,
-    ) -> CoreError {
+    /// An error with `code`, naming `field`.
+    pub fn new(code: ErrorCode, field: Option<&str>, message: impl Into<String>) -> CoreError {
         CoreError {
-            kind,
             code,
             field: field.map(str::to_owned),
             message: message.into(),
             details: None,
+        }
+    }
+
+    /// The error's class (from its code).
+    pub fn kind(&self) -> ErrorKind {
+        match self.code.status() {
+            400 => ErrorKind::Malformed,
+            401 => ErrorKind::Unauthenticated,
+            403 => ErrorKind::Forbidden,
+            404 => ErrorKind::NotFound,
+            409 => ErrorKind::Conflict,
+            422 => ErrorKind::Rejected,
+            _ => ErrorKind::Internal,
         }
     }
 
@@ -63,36 +70,34 @@ impl CoreError {
     }
 
     /// Adds structured details.
-    pub fn with_details(mut self, details: Value) -> CoreError {
+    pub fn with_details(mut self, details: ErrorDetails) -> CoreError {
         self.details = Some(Box::new(details));
         self
     }
 
     pub(crate) fn malformed(field: &str, message: impl Into<String>) -> CoreError {
-        CoreError::new(ErrorKind::Malformed, "malformed", Some(field), message)
+        CoreError::new(ErrorCode::Malformed, Some(field), message)
     }
 
     pub(crate) fn not_found(field: &str, message: impl Into<String>) -> CoreError {
-        CoreError::new(ErrorKind::NotFound, "not_found", Some(field), message)
+        CoreError::new(ErrorCode::NotFound, Some(field), message)
     }
 
     pub(crate) fn wrong_state(state: &str, wanted: &str) -> CoreError {
         CoreError::new(
-            ErrorKind::Conflict,
-            "wrong_state",
+            ErrorCode::WrongState,
             None,
             format!("the coordinator is {state}; this needs it {wanted}"),
         )
     }
 
     pub(crate) fn internal(message: impl Into<String>) -> CoreError {
-        CoreError::new(ErrorKind::Internal, "internal", None, message)
+        CoreError::new(ErrorCode::Internal, None, message)
     }
 
     pub(crate) fn unauthenticated(action: &str) -> CoreError {
         CoreError::new(
-            ErrorKind::Unauthenticated,
-            "unauthenticated",
+            ErrorCode::Unauthenticated,
             None,
             format!(
                 "{action} needs a client certificate of a manifest user; none or an unknown one was presented"
@@ -101,7 +106,7 @@ impl CoreError {
     }
 
     pub(crate) fn forbidden(message: impl Into<String>) -> CoreError {
-        CoreError::new(ErrorKind::Forbidden, "forbidden", None, message)
+        CoreError::new(ErrorCode::Forbidden, None, message)
     }
 }
 

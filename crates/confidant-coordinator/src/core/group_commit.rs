@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Condvar, Mutex};
 
-use super::error::{CoreError, CoreResult, ErrorKind};
+use super::error::{CoreError, CoreResult, ErrorCode};
 use super::tables::ACTIVATIONS;
 use super::{activation, audit};
 use crate::store::{Store, Transaction};
@@ -46,8 +46,7 @@ fn count_one(tx: &mut dyn Transaction, r: &CountRequest) -> CoreResult<u64> {
         && n > max
     {
         return Err(CoreError::new(
-            ErrorKind::Conflict,
-            "activations_exhausted",
+            ErrorCode::ActivationsExhausted,
             Some("workload"),
             format!(
                 "workload '{w}': expected fewer than workloads.{w}.max_activations = {max} activations so far, got {}",

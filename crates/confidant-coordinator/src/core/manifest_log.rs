@@ -11,7 +11,7 @@ use confidant_manifest::Manifest;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::error::{CoreError, CoreResult, ErrorKind};
+use super::error::{CoreError, CoreResult, ErrorCode, ErrorDetails};
 use super::tables::{COORDINATOR, MANIFESTS, SECRETS, VOLUMES};
 use super::{Coordinator, KEY_MANIFEST_VERSION, KEY_RECOVERY, Principal, audit, auth, secrets};
 use crate::store::{Store, Transaction};
@@ -59,16 +59,16 @@ impl ManifestRecord {
     }
 
     /// The record as the API serves it (the manifest as an object).
-    pub fn to_api(&self) -> Value {
-        json!({
-            "version": self.version,
-            "hash": self.hash,
-            "previous": self.previous,
-            "time": self.time,
-            "set_by": self.set_by,
-            "manifest": serde_json::from_str::<Value>(&self.manifest).unwrap_or(Value::Null),
-            "signature": self.signature,
-        })
+    pub fn to_api(&self) -> confidant_api::ManifestRecord {
+        confidant_api::ManifestRecord {
+            version: self.version,
+            hash: self.hash.clone(),
+            previous: self.previous.clone(),
+            time: self.time.clone(),
+            set_by: self.set_by.clone(),
+            manifest: serde_json::from_str(&self.manifest).unwrap_or(Value::Null),
+            signature: self.signature.clone(),
+        }
     }
 }
 
@@ -89,6 +89,26 @@ pub struct RecoveryShares {
     pub threshold: u32,
     /// One per owner.
     pub shares: Vec<ShareRecord>,
+}
+
+impl RecoveryShares {
+    /// The shares as the API serves them.
+    pub fn to_api(&self) -> confidant_api::RecoveryShares {
+        use base64::Engine as _;
+        confidant_api::RecoveryShares {
+            threshold: self.threshold,
+            shares: self
+                .shares
+                .iter()
+                .map(|s| confidant_api::EncryptedShare {
+                    owner: s.owner.clone(),
+                    owner_key_id: s.share.owner_key_id.clone(),
+                    ciphertext: base64::engine::general_purpose::STANDARD
+                        .encode(&s.share.ciphertext),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// What `POST manifest` returns.
@@ -159,8 +179,7 @@ pub(crate) fn expect_version(tx: &mut dyn Transaction, expected: u64) -> CoreRes
         Ok(())
     } else {
         Err(CoreError::new(
-            ErrorKind::Conflict,
-            "conflict",
+            ErrorCode::Conflict,
             None,
             format!(
                 "the manifest changed while this request ran: expected version {expected}, found {found}; retry"
@@ -185,8 +204,7 @@ fn invalid_manifest(errors: Vec<String>) -> CoreError {
     let first = errors.first().cloned().unwrap_or_default();
     let field = first.split(':').next().map(str::to_owned);
     CoreError {
-        kind: ErrorKind::Rejected,
-        code: "invalid_manifest",
+        code: ErrorCode::InvalidManifest,
         field,
         message: format!(
             "the manifest is invalid ({} error{}): {}",
@@ -194,7 +212,10 @@ fn invalid_manifest(errors: Vec<String>) -> CoreError {
             if errors.len() == 1 { "" } else { "s" },
             errors.join("; ")
         ),
-        details: Some(Box::new(json!({ "errors": errors }))),
+        details: Some(Box::new(ErrorDetails {
+            errors,
+            ..ErrorDetails::default()
+        })),
     }
 }
 
@@ -253,8 +274,7 @@ impl<S: Store> Coordinator<S> {
         let hash = hex::encode(manifest.canonical_hash());
         if current.is_some_and(|c| c.record.hash == hash) {
             return Err(CoreError::new(
-                ErrorKind::Conflict,
-                "conflict",
+                ErrorCode::Conflict,
                 None,
                 format!("the manifest is unchanged (hash {hash})"),
             ));
@@ -277,8 +297,15 @@ impl<S: Store> Coordinator<S> {
             .map_err(|e| CoreError::internal(format!("signing the manifest record: {e}")))?;
         record.signature = STANDARD.encode(sig);
         // Generated outside the transaction (RSA keys take a while; the closure may rerun).
-        let (secret_writes, secret_deletes) = secrets::plan(&self.store, &self.ca, &manifest, now)?;
-        let volume_keys = secrets::new_volume_keys(&self.store, &manifest)?;
+        let (secret_writes, secret_deletes) = secrets::plan(
+            self.options.random.as_ref(),
+            &self.store,
+            &self.ca,
+            &manifest,
+            now,
+        )?;
+        let volume_keys =
+            secrets::new_volume_keys(self.options.random.as_ref(), &self.store, &manifest)?;
         let recovery = match (&manifest.recovery, &self.options.recovery_key) {
             (Some(r), Some(key)) => {
                 let owners: Vec<&str> = r.keys.values().map(String::as_str).collect();
@@ -380,8 +407,7 @@ impl<S: Store> Coordinator<S> {
         let old = p.reference_values.min_svn.unwrap_or(0);
         if min_svn <= old {
             return Err(CoreError::new(
-                ErrorKind::Conflict,
-                "conflict",
+                ErrorCode::Conflict,
                 Some("min_svn"),
                 format!(
                     "package '{package}': expected a min_svn above the current {old}, got {min_svn} (SVNs never go down)"

@@ -18,6 +18,8 @@ mod error;
 mod group_commit;
 mod manifest_log;
 mod nonce;
+mod random;
+mod recovery;
 mod secrets;
 mod volumes;
 
@@ -37,11 +39,13 @@ use crate::store::{DataKey, Store};
 pub use self::activation::{ActivateRequest, Activation, VolumeGrant, wrapped_layer_keys};
 pub use self::audit::{AuditEntry, MAX_AUDIT_PAGE};
 pub use self::auth::Principal;
-pub use self::error::{CoreError, CoreResult, ErrorKind};
+pub use self::error::{CoreError, CoreResult, ErrorCode, ErrorDetails, ErrorKind};
 pub use self::manifest_log::{
     ManifestRecord, ManifestSet, RECORD_SIGNATURE_DOMAIN, RecoveryShares, ShareRecord,
 };
 pub use self::nonce::{NONCE_LEN, NONCE_LIFETIME, NonceBook};
+pub use self::random::{Random, RandomError, RandomSource, SystemRandom, system_random};
+pub use self::recovery::{Collected, RecoverError, ShareCollector};
 pub use self::secrets::SecretView;
 pub use self::volumes::{CommitVolume, VolumeState};
 
@@ -101,6 +105,8 @@ pub struct Options {
     /// The state's data key, to split into recovery shares when a manifest names owners.
     /// `None`: manifests with a `recovery` section are refused.
     pub recovery_key: Option<DataKey>,
+    /// Where nonces, generated secrets and volume keys come from ([`system_random`]).
+    pub random: Random,
 }
 
 /// The coordinator's public status.
@@ -173,12 +179,13 @@ impl<S: Store> Coordinator<S> {
     pub fn open(store: S, options: Options, now: SystemTime) -> CoreResult<Coordinator<S>> {
         let (ca, image_key) = Self::load_or_create_identity(&store, now)?;
         let current = manifest_log::load_current(&store)?;
+        let nonces = NonceBook::new(options.random.clone())?;
         Ok(Coordinator {
             store,
             options,
             ca,
             image_key,
-            nonces: NonceBook::new()?,
+            nonces,
             activations: group_commit::GroupCommit::default(),
             current: RwLock::new(current.map(Arc::new)),
         })

@@ -11,9 +11,8 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ring::hmac;
-use ring::rand::{SecureRandom, SystemRandom};
 
-use super::error::{CoreError, CoreResult, ErrorKind};
+use super::error::{CoreError, CoreResult, ErrorCode};
 
 /// Length of a nonce in bytes.
 pub const NONCE_LEN: usize = 32;
@@ -33,7 +32,7 @@ struct Used {
 pub struct NonceBook {
     key: hmac::Key,
     used: Mutex<Used>,
-    rng: SystemRandom,
+    random: super::Random,
 }
 
 impl std::fmt::Debug for NonceBook {
@@ -47,19 +46,18 @@ fn unix(t: SystemTime) -> u64 {
 }
 
 fn nonce_error(message: String) -> CoreError {
-    CoreError::new(ErrorKind::Rejected, "nonce", Some("nonce"), message)
+    CoreError::new(ErrorCode::Nonce, Some("nonce"), message)
 }
 
 impl NonceBook {
-    /// A book with a fresh key.
-    pub fn new() -> CoreResult<NonceBook> {
-        let rng = SystemRandom::new();
-        let key = hmac::Key::generate(hmac::HMAC_SHA256, &rng)
-            .map_err(|_| CoreError::internal("the system random generator failed"))?;
+    /// A book with a fresh key from `random`.
+    pub fn new(random: super::Random) -> CoreResult<NonceBook> {
+        let mut key = zeroize::Zeroizing::new([0u8; 32]);
+        super::random::fill(random.as_ref(), key.as_mut())?;
         Ok(NonceBook {
-            key,
+            key: hmac::Key::new(hmac::HMAC_SHA256, key.as_ref()),
             used: Mutex::new(Used::default()),
-            rng,
+            random,
         })
     }
 
@@ -68,9 +66,7 @@ impl NonceBook {
         let mut n = [0u8; NONCE_LEN];
         let expiry = unix(now) + NONCE_LIFETIME.as_secs();
         n[..8].copy_from_slice(&expiry.to_be_bytes());
-        self.rng
-            .fill(&mut n[8..16])
-            .map_err(|_| CoreError::internal("the system random generator failed"))?;
+        super::random::fill(self.random.as_ref(), &mut n[8..16])?;
         let tag = hmac::sign(&self.key, &n[..16]);
         n[16..].copy_from_slice(&tag.as_ref()[..16]);
         Ok(n)
@@ -130,7 +126,7 @@ mod tests {
 
     #[test]
     fn nonce_is_accepted_once_and_not_after_expiry() {
-        let book = NonceBook::new().unwrap();
+        let book = NonceBook::new(super::super::system_random()).unwrap();
         let now = SystemTime::now();
         let n = book.issue(now).unwrap();
         book.consume(&n, now).unwrap();
@@ -145,8 +141,8 @@ mod tests {
 
     #[test]
     fn forged_or_foreign_nonces_are_refused() {
-        let a = NonceBook::new().unwrap();
-        let b = NonceBook::new().unwrap();
+        let a = NonceBook::new(super::super::system_random()).unwrap();
+        let b = NonceBook::new(super::super::system_random()).unwrap();
         let now = SystemTime::now();
         let mut n = a.issue(now).unwrap();
         assert!(b.consume(&n, now).is_err());

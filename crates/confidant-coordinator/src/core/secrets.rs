@@ -6,10 +6,9 @@ use std::time::SystemTime;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use confidant_manifest::{Manifest, Secret, SecretValue, SecretValues};
-use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 
-use super::error::{CoreError, CoreResult, ErrorKind};
+use super::error::{CoreError, CoreResult, ErrorCode};
 use super::tables::SECRETS;
 use super::{Coordinator, Principal, audit, auth};
 use crate::ca::{CoordinatorCa, SecretKeyKind};
@@ -68,26 +67,7 @@ impl StoredValue {
 }
 
 /// A secret as `GET secrets/{name}` returns it.
-#[derive(Debug, Clone, Serialize)]
-pub struct SecretView {
-    /// Its name.
-    pub name: String,
-    /// Its kind (`symmetric-key`, `cert-ecdsa`, …, `plain`).
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Bytes (symmetric keys and plain secrets), base64.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub value: Option<String>,
-    /// Certificate (PEM), for `cert-*`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cert: Option<String>,
-    /// Private key (PKCS#8 PEM), for `cert-*`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
-    /// Public key (PEM), for `cert-*`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub public_key: Option<String>,
-}
+pub use confidant_api::SecretView;
 
 /// SHA-256 of a secret definition's canonical JSON, hex.
 pub(crate) fn definition_hash(secret: &Secret) -> String {
@@ -97,6 +77,7 @@ pub(crate) fn definition_hash(secret: &Secret) -> String {
 
 /// Generates a value for a non-plain secret.
 pub(crate) fn generate(
+    random: &dyn super::RandomSource,
     ca: &CoordinatorCa,
     secret: &Secret,
     now: SystemTime,
@@ -118,9 +99,7 @@ pub(crate) fn generate(
     match secret {
         Secret::SymmetricKey { size, .. } => {
             let mut bytes = vec![0u8; (*size as usize).div_ceil(8)];
-            SystemRandom::new()
-                .fill(&mut bytes)
-                .map_err(|_| CoreError::internal("the system random generator failed"))?;
+            super::random::fill(random, &mut bytes)?;
             Ok(Some(StoredValue::Bytes {
                 b64: STANDARD.encode(&bytes),
             }))
@@ -164,6 +143,7 @@ pub(crate) type SecretPlan = (Vec<(String, StoredSecret)>, Vec<String>);
 /// The shared secrets `new` needs, reusing stored values whose definition did not change.
 /// Returns what to write (name → stored secret) and which stored names to delete.
 pub(crate) fn plan<S: Store>(
+    random: &dyn super::RandomSource,
     store: &S,
     ca: &CoordinatorCa,
     new: &Manifest,
@@ -184,7 +164,7 @@ pub(crate) fn plan<S: Store>(
             name.clone(),
             StoredSecret {
                 definition: def,
-                value: generate(ca, secret, now)?,
+                value: generate(random, ca, secret, now)?,
             },
         ));
     }
@@ -204,6 +184,7 @@ pub(crate) fn plan<S: Store>(
 /// a user's secret (`key_secret`: sealed on the host with it, the coordinator never makes one).
 /// Keys are never deleted or replaced (a volume removed and added again keeps its data readable).
 pub(crate) fn new_volume_keys<S: Store>(
+    random: &dyn super::RandomSource,
     store: &S,
     m: &Manifest,
 ) -> CoreResult<Vec<(String, zeroize::Zeroizing<Vec<u8>>)>> {
@@ -213,9 +194,7 @@ pub(crate) fn new_volume_keys<S: Store>(
             continue;
         }
         let mut key = zeroize::Zeroizing::new(vec![0u8; 32]);
-        SystemRandom::new()
-            .fill(&mut key)
-            .map_err(|_| CoreError::internal("the system random generator failed"))?;
+        super::random::fill(random, &mut key)?;
         out.push((name.clone(), key));
     }
     Ok(out)
@@ -296,14 +275,14 @@ impl<S: Store> Coordinator<S> {
             public_key: None,
         };
         match stored {
-            StoredValue::Bytes { b64 } => view.value = Some(b64),
+            StoredValue::Bytes { b64 } => view.value = Some(b64.into()),
             StoredValue::Certificate {
                 cert,
                 key,
                 public_key,
             } => {
                 view.cert = Some(cert);
-                view.key = Some(key);
+                view.key = Some(key.into());
                 view.public_key = Some(public_key);
             }
         }
@@ -327,8 +306,7 @@ impl<S: Store> Coordinator<S> {
         auth::require(m, &user, "secrets", Some(name), "write")?;
         if !matches!(secret, Secret::Plain {}) {
             return Err(CoreError::new(
-                ErrorKind::Conflict,
-                "conflict",
+                ErrorCode::Conflict,
                 Some("name"),
                 format!(
                     "secret '{name}' is {}: the coordinator generates it; only plain secrets can be set",

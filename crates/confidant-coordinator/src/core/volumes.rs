@@ -14,29 +14,14 @@ use std::time::SystemTime;
 
 use confidant_manifest::{Manifest, VolumePolicy};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
-use super::error::{CoreError, CoreResult, ErrorKind};
+use super::error::{CoreError, CoreResult, ErrorCode, ErrorDetails};
 use super::tables::VOLUME_STATES;
 use super::{Coordinator, Principal, audit, auth};
 use crate::store::{Store, Transaction};
 
 /// A volume's state as the coordinator keeps and serves it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct VolumeState {
-    /// The volume's name.
-    pub volume: String,
-    /// Its policy in the current manifest (`rollback_protected`, `reinitializable`).
-    pub policy: String,
-    /// The latest committed version; 0: nothing committed yet.
-    pub version: u64,
-    /// The root committed with `version` (64 hex digits); `None` before the first commit.
-    pub root: Option<String>,
-    /// How many commits were resets to an empty volume (`reinitializable` only).
-    pub reinitialized: u64,
-    /// When the latest commit was accepted (RFC 3339, UTC); `None` before the first commit.
-    pub updated: Option<String>,
-}
+pub use confidant_api::VolumeState;
 
 /// A commit of a volume's new state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,7 +57,7 @@ fn read(bytes: Option<Vec<u8>>, name: &str) -> CoreResult<Stored> {
 fn view(name: &str, policy: VolumePolicy, s: Stored) -> VolumeState {
     VolumeState {
         volume: name.to_string(),
-        policy: policy.as_str().to_string(),
+        policy,
         version: s.version,
         root: s.root,
         reinitialized: s.reinitialized,
@@ -147,8 +132,7 @@ fn authorize(
     };
     if volume.policy == VolumePolicy::Ephemeral {
         return Err(CoreError::new(
-            ErrorKind::Conflict,
-            "ephemeral_volume",
+            ErrorCode::EphemeralVolume,
             Some("name"),
             format!(
                 "volume '{name}' is ephemeral: it gets a fresh key at every activation and the coordinator keeps no state of it"
@@ -218,8 +202,7 @@ impl<S: Store> Coordinator<S> {
         };
         if commit.expected_version.checked_add(1) != Some(commit.version) {
             return Err(CoreError::new(
-                ErrorKind::Rejected,
-                "invalid_volume_version",
+                ErrorCode::InvalidVolumeVersion,
                 Some("version"),
                 format!(
                     "expected version {} (expected_version + 1), got {}: versions move one at a time",
@@ -233,8 +216,7 @@ impl<S: Store> Coordinator<S> {
         }
         if commit.reinitialize && policy != VolumePolicy::Reinitializable {
             return Err(CoreError::new(
-                ErrorKind::Conflict,
-                "reinitialize_refused",
+                ErrorCode::ReinitializeRefused,
                 Some("reinitialize"),
                 format!(
                     "volume '{name}' is {policy}: only reinitializable volumes may start over empty"
@@ -253,18 +235,18 @@ impl<S: Store> Coordinator<S> {
             let old = read(tx.get(VOLUME_STATES, name)?, name)?;
             if old.version != commit.expected_version {
                 return Err(CoreError::new(
-                    ErrorKind::Conflict,
-                    "volume_version_conflict",
+ ErrorCode::VolumeVersionConflict,
                     Some("expected_version"),
                     format!(
                         "volume '{name}' is at version {}, not {}: another commit came first, or this state is stale",
                         old.version, commit.expected_version
                     ),
                 )
-                .with_details(json!({
-                    "current_version": old.version,
-                    "current_root": old.root,
-                })));
+                .with_details(ErrorDetails {
+                    current_version: Some(old.version),
+                    current_root: old.root.clone(),
+                    ..ErrorDetails::default()
+                }));
             }
             let new = Stored {
                 version: commit.version,

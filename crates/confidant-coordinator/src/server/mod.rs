@@ -163,6 +163,7 @@ fn open_coordinator(
         verifiers: sim.verifiers()?,
         address: address.to_string(),
         recovery_key,
+        random: crate::core::system_random(),
     };
     Coordinator::open(store, options, SystemTime::now()).map_err(|e| e.to_string())
 }
@@ -227,8 +228,8 @@ pub fn run(mut config: ServerConfig, on_start: impl FnOnce(&Started)) -> Result<
             let after: api::TlsFor<RedbStore> = Arc::new(move |c| tls_for(c, &sans));
             let (tls, spki) = self_signed_tls(&config.sans).map_err(ServerError)?;
             let mode = Mode::Recovery(RecoveryMode {
+                collector: crate::core::ShareCollector::new(shares.as_ref().map(|s| s.threshold)),
                 shares,
-                received: Vec::new(),
                 attester: sim.attester().map_err(ServerError)?,
                 reopen,
                 after,

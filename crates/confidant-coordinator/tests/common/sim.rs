@@ -54,6 +54,7 @@ pub fn coordinator(platform: &Platform) -> Coordinator<MemStore> {
         verifiers: Verifiers::new().with_sim(SimVerifier::new(vec![platform.public_key()])),
         address: "127.0.0.1:4433".into(),
         recovery_key: None,
+        random: confidant_coordinator::core::system_random(),
     };
     Coordinator::open(MemStore::new(), options, SystemTime::now()).unwrap()
 }
