@@ -12,7 +12,7 @@ use confidant_manifest::{Manifest, ValidationError};
 use rustls::pki_types::CertificateDer;
 use serde_json::{Value, json};
 
-use crate::client::{self, API, Body, CoordinatorArg, UserArgs};
+use crate::client::{self, CoordinatorArg, UserArgs};
 use crate::{EXIT_MALFORMED, Format, Outcome};
 
 /// `confidant manifest` subcommands.
@@ -157,63 +157,40 @@ fn set(args: SetArgs, home: &Path, format: Format) -> Result<Outcome> {
             .values()
             .any(|p| p.tee == confidant_attest::Tee::Sim)
     });
-    let content_type = if text.trim_start().starts_with('{') {
-        "application/json"
-    } else {
-        "application/yaml"
-    };
     let (client, _) = client::pinned_client(home, &args.coordinator, Some(&args.user))?;
-    let answer = client
-        .send(
-            reqwest::Method::POST,
-            &format!("{API}/manifest"),
-            Some(Body::Raw(text.into_bytes(), content_type)),
-        )
+    let body = client
+        .set_manifest(&text)
         .with_context(|| format!("setting the manifest {}", args.file.display()))?;
-    let body = answer.body;
-    let version = body.get("version").and_then(Value::as_u64);
-    let hash = body.get("hash").and_then(Value::as_str).unwrap_or_default();
+    let hash = body.hash.as_str();
     if let Some(local) = &local_hash
         && hash.strip_prefix("sha256:").unwrap_or(hash) != local
     {
         bail!("the coordinator answered hash {hash:?}, but the manifest sent hashes to {local}");
     }
-    let recovery = body.get("recovery").filter(|r| !r.is_null());
+    let recovery = body.recovery.as_ref();
     if let (Some(r), Some(out)) = (recovery, &args.recovery_out) {
         std::fs::write(out, format!("{}\n", serde_json::to_string_pretty(r)?))
             .with_context(|| format!("writing {}", out.display()))?;
     }
     match format {
         Format::Json => {
-            let mut doc = body.clone();
+            let mut doc = serde_json::to_value(&body)?;
             if recovery.is_some() {
                 doc["recovery_out"] = json!(args.recovery_out);
             }
             crate::outln!("{}", serde_json::to_string_pretty(&doc)?);
         }
         Format::Human => {
-            crate::outln!(
-                "manifest set: version {}",
-                version.map(|v| v.to_string()).unwrap_or_else(|| "?".into())
-            );
+            crate::outln!("manifest set: version {}", body.version);
             crate::outln!("  hash      {hash}");
-            crate::outln!(
-                "  previous  {}",
-                body.get("previous")
-                    .and_then(Value::as_str)
-                    .unwrap_or("none")
-            );
+            crate::outln!("  previous  {}", body.previous.as_deref().unwrap_or("none"));
             if simulation {
                 crate::outln!(
                     "SIMULATION: the manifest allows sim packages, which have no hardware protection"
                 );
             }
             if let Some(r) = recovery {
-                let n = r
-                    .get("shares")
-                    .and_then(Value::as_array)
-                    .map_or(0, Vec::len);
-                let t = r.get("threshold").map(Value::to_string).unwrap_or_default();
+                let (n, t) = (r.shares.len(), r.threshold);
                 match &args.recovery_out {
                     Some(out) => crate::outln!(
                         "recovery: {n} encrypted shares (threshold {t}) written to {}",
@@ -233,14 +210,12 @@ fn set(args: SetArgs, home: &Path, format: Format) -> Result<Outcome> {
 /// `manifest get`: `GET /api/v1/manifest[?version=N]`, checked with [`check_record`].
 fn get(args: GetArgs, home: &Path, format: Format) -> Result<Outcome> {
     let (client, saved) = client::pinned_client(home, &args.coordinator, None)?;
-    let path = match args.version {
-        Some(v) => format!("{API}/manifest?version={v}"),
-        None => format!("{API}/manifest"),
-    };
-    let body = client.get(&path).context("reading the manifest")?.body;
-    let record = check_record(&body, &saved.root)?;
+    let record = client
+        .manifest(args.version)
+        .context("reading the manifest")?;
+    check_record(&record, &saved.root)?;
     match format {
-        Format::Json => crate::outln!("{}", serde_json::to_string_pretty(&body)?),
+        Format::Json => crate::outln!("{}", serde_json::to_string_pretty(&record)?),
         Format::Human => {
             crate::outln!("version   {}", record.version);
             crate::outln!("hash      {}", record.hash);
@@ -251,21 +226,10 @@ fn get(args: GetArgs, home: &Path, format: Format) -> Result<Outcome> {
                 record.set_by.as_deref().unwrap_or("(first manifest)")
             );
             crate::outln!("signature valid (root CA)");
-            crate::outln!("{}", serde_json::to_string_pretty(&body["manifest"])?);
+            crate::outln!("{}", serde_json::to_string_pretty(&record.manifest)?);
         }
     }
     Ok(Outcome::Ok)
-}
-
-/// A manifest record's signed fields.
-#[derive(Debug, serde::Deserialize)]
-pub(crate) struct Record {
-    pub(crate) version: u64,
-    pub(crate) hash: String,
-    previous: Option<String>,
-    time: String,
-    set_by: Option<String>,
-    signature: String,
 }
 
 /// The domain of a manifest record's signature.
@@ -274,13 +238,11 @@ const RECORD_DOMAIN: &[u8] = b"confidant/v1/manifest-record\0";
 /// Checks a `GET manifest` answer: the manifest hashes to `hash`, and the root CA signed the
 /// record (ECDSA P-256 SHA-256 over the domain and the compact JSON of version, hash, previous,
 /// time and set_by).
-pub(crate) fn check_record(body: &Value, root: &CertificateDer<'_>) -> Result<Record> {
-    let record: Record = serde_json::from_value(body.clone())
-        .context("the coordinator's manifest record is malformed")?;
-    let manifest = body
-        .get("manifest")
-        .ok_or_else(|| anyhow!("the coordinator's manifest record has no manifest"))?;
-    let parsed = Manifest::from_json(&manifest.to_string())
+pub(crate) fn check_record(
+    record: &confidant_api::ManifestRecord,
+    root: &CertificateDer<'_>,
+) -> Result<()> {
+    let parsed = Manifest::from_json(&record.manifest.to_string())
         .map_err(|e| anyhow!("the coordinator's manifest does not parse: {e}"))?;
     let hash = hex::encode(parsed.canonical_hash());
     if record.hash.strip_prefix("sha256:").unwrap_or(&record.hash) != hash {
@@ -323,7 +285,7 @@ pub(crate) fn check_record(body: &Value, root: &CertificateDer<'_>) -> Result<Re
             record.version
         );
     }
-    Ok(record)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -333,6 +295,7 @@ mod tests {
 
     /// A root CA certificate and a manifest record it signed, as the coordinator makes them.
     fn signed_record() -> (Value, CertificateDer<'static>) {
+        // (the record as JSON, so the tests can alter any field)
         let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let cert = rcgen::CertificateParams::new(vec!["root".into()])
             .unwrap()
@@ -363,10 +326,15 @@ mod tests {
         (body, cert.der().clone())
     }
 
+    fn rec(body: &Value) -> confidant_api::ManifestRecord {
+        serde_json::from_value(body.clone()).unwrap()
+    }
+
     #[test]
     fn a_signed_record_verifies() {
         let (body, root) = signed_record();
-        let r = check_record(&body, &root).unwrap();
+        let r = rec(&body);
+        check_record(&r, &root).unwrap();
         assert_eq!(r.version, 2);
         assert_eq!(r.set_by.as_deref(), Some("alice"));
     }
@@ -376,14 +344,16 @@ mod tests {
         let (body, root) = signed_record();
         let mut b = body.clone();
         b["set_by"] = json!("mallory");
-        let e = check_record(&b, &root).unwrap_err().to_string();
+        let e = check_record(&rec(&b), &root).unwrap_err().to_string();
         assert!(e.contains("does not verify"), "{e}");
         let mut b = body.clone();
         b["manifest"]["config"] = json!({"allow_simulation": true});
-        let e = check_record(&b, &root).unwrap_err().to_string();
+        let e = check_record(&rec(&b), &root).unwrap_err().to_string();
         assert!(e.contains("hashes to"), "{e}");
         let (_, other_root) = signed_record();
-        let e = check_record(&body, &other_root).unwrap_err().to_string();
+        let e = check_record(&rec(&body), &other_root)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("does not verify"), "{e}");
     }
 }

@@ -13,10 +13,12 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use clap::Args;
 use confidant_coordinator::recovery::{self, EncryptedShare, RecoveryError, Share};
-use serde_json::{Value, json};
+use serde_json::json;
 use zeroize::Zeroizing;
 
-use crate::client::{API, Address, Client, CoordinatorArg, Saved, Trust};
+use confidant_client::Trust;
+
+use crate::client::{Address, Client, CoordinatorArg, Saved};
 use crate::verify::{self, PolicyArgs};
 use crate::{Format, Outcome};
 
@@ -44,7 +46,7 @@ pub fn run(args: RecoverArgs, home: &Path, format: Format) -> Result<Outcome> {
     let saved = Saved::load(home, &address).ok();
     let refs = args
         .policy
-        .reference_values(saved.as_ref().map(|s| &s.info))?;
+        .reference_values(saved.as_ref().and_then(|s| s.info.as_ref()))?;
     let sim_keys = args.policy.sim_keys(home)?;
     let client = Client::new(&address, &Trust::FirstContact, None)?;
     let mut att = verify::attest(&client, &address, home, &refs, &sim_keys)?;
@@ -59,39 +61,29 @@ pub fn run(args: RecoverArgs, home: &Path, format: Format) -> Result<Outcome> {
     }
 
     let shares = client
-        .get(&format!("{API}/recovery"))
-        .context("fetching the recovery shares")?
-        .body;
+        .recovery_shares()
+        .context("fetching the recovery shares")?;
     let share = find_share(&shares, &private_key, &args.key)?;
-    let body = json!({"share": B64.encode(share.as_bytes())});
     let answer = client
-        .post(&format!("{API}/recover"), &body)
+        .recover(share.as_bytes())
         .context("sending the recovery share")?;
-    report(format, &address, &att, Some(&answer.body));
+    report(format, &address, &att, Some(&answer));
     Ok(Outcome::Ok)
 }
 
 /// Decrypts the share of `GET recovery` that is encrypted to `private_key`.
-fn find_share(shares: &Value, private_key: &str, key_path: &Path) -> Result<Share> {
-    let list = shares
-        .get("shares")
-        .and_then(Value::as_array)
-        .ok_or_else(|| anyhow!("the coordinator's recovery answer has no `shares` list"))?;
+fn find_share(
+    shares: &confidant_api::RecoveryShares,
+    private_key: &str,
+    key_path: &Path,
+) -> Result<Share> {
+    let list = &shares.shares;
     let mut own_id: Option<String> = None;
     for (i, s) in list.iter().enumerate() {
-        let key_id = s
-            .get("owner_key_id")
-            .or_else(|| s.get("key_id"))
-            .and_then(Value::as_str)
-            .ok_or_else(|| anyhow!("recovery share #{i} has no key id"))?;
-        let ciphertext = s
-            .get("ciphertext")
-            .and_then(Value::as_str)
-            .ok_or_else(|| anyhow!("recovery share #{i} has no ciphertext"))?;
         let encrypted = EncryptedShare {
-            owner_key_id: key_id.to_string(),
+            owner_key_id: s.owner_key_id.clone(),
             ciphertext: B64
-                .decode(ciphertext.trim())
+                .decode(s.ciphertext.trim())
                 .with_context(|| format!("recovery share #{i}: the ciphertext is not base64"))?,
         };
         match recovery::decrypt_share(&encrypted, private_key) {
@@ -115,12 +107,17 @@ fn find_share(shares: &Value, private_key: &str, key_path: &Path) -> Result<Shar
 }
 
 /// Prints the attestation and, once sent, what the coordinator said about the share.
-fn report(format: Format, address: &Address, att: &verify::Attestation, answer: Option<&Value>) {
+fn report(
+    format: Format,
+    address: &Address,
+    att: &verify::Attestation,
+    answer: Option<&confidant_api::RecoverProgress>,
+) {
     match format {
         Format::Json => {
             let mut doc = json!({"attestation": att.to_json(address)});
             if let Some(a) = answer {
-                doc["recovery"] = a.clone();
+                doc["recovery"] = serde_json::to_value(a).unwrap_or_default();
             }
             crate::outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         }
@@ -129,8 +126,8 @@ fn report(format: Format, address: &Address, att: &verify::Attestation, answer: 
             let Some(a) = answer else {
                 return;
             };
-            let state = a.get("state").and_then(Value::as_str).unwrap_or("-");
-            match (a.get("received"), a.get("threshold")) {
+            let state = a.state.as_str();
+            match (a.received, a.threshold) {
                 (Some(r), Some(t)) => {
                     crate::outln!("share accepted: {r} of {t} received (state: {state})")
                 }
@@ -145,10 +142,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn find_share_needs_a_list() {
-        let err = find_share(&json!({}), "", Path::new("k.pem")).unwrap_err();
-        assert!(err.to_string().contains("no `shares` list"), "{err}");
-        let err = find_share(&json!({"shares": []}), "", Path::new("k.pem")).unwrap_err();
+    fn find_share_needs_a_share() {
+        let none = confidant_api::RecoveryShares {
+            threshold: 1,
+            shares: vec![],
+        };
+        let err = find_share(&none, "", Path::new("k.pem")).unwrap_err();
         assert!(err.to_string().contains("no recovery shares"), "{err}");
     }
 }

@@ -7,9 +7,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::client::{self, API, Body, CoordinatorArg, UserArgs};
+use crate::client::{self, CoordinatorArg, UserArgs};
 use crate::{Format, Outcome};
 
 /// The largest value `secret set` sends (the API's limit).
@@ -90,23 +90,11 @@ fn set(args: SetArgs, home: &Path, format: Format) -> Result<Outcome> {
         );
     }
     let (client, _) = client::pinned_client(home, &args.coordinator, Some(&args.user))?;
-    let body = json!({"value": B64.encode(&value)});
     let answer = client
-        .send(
-            reqwest::Method::PUT,
-            &format!("{API}/secrets/{}", args.name),
-            Some(Body::Json(&body)),
-        )
+        .put_secret(&args.name, &value)
         .with_context(|| format!("setting secret {}", args.name))?;
     match format {
-        Format::Json => {
-            let doc = if answer.body.is_null() {
-                json!({"name": args.name, "set": true, "size": value.len()})
-            } else {
-                answer.body
-            };
-            crate::outln!("{}", serde_json::to_string_pretty(&doc)?);
-        }
+        Format::Json => crate::outln!("{}", serde_json::to_string_pretty(&answer)?),
         Format::Human => crate::outln!("secret {} set ({} bytes)", args.name, value.len()),
     }
     Ok(Outcome::Ok)
@@ -116,15 +104,13 @@ fn set(args: SetArgs, home: &Path, format: Format) -> Result<Outcome> {
 fn get(args: GetArgs, home: &Path, format: Format) -> Result<Outcome> {
     client::check_name("secret name", &args.name)?;
     let (client, _) = client::pinned_client(home, &args.coordinator, Some(&args.user))?;
-    let answer = client
-        .get(&format!("{API}/secrets/{}", args.name))
+    let body = client
+        .secret(&args.name)
         .with_context(|| format!("reading secret {}", args.name))?;
-    let body = answer.body;
-    let field = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
-    let kind = field("type").unwrap_or_else(|| "unknown".into());
+    let kind = body.kind.clone();
     // A `value` is base64 bytes; `cert-*` secrets are PEM certificate, key and public key.
-    let bytes: Vec<u8> = match field("value") {
-        Some(v) => B64.decode(v.trim()).map_err(|e| {
+    let bytes: Vec<u8> = match &body.value {
+        Some(v) => B64.decode(v.expose().trim()).map_err(|e| {
             anyhow!(
                 "the coordinator's value for {} is not base64: {e}",
                 args.name
@@ -132,12 +118,13 @@ fn get(args: GetArgs, home: &Path, format: Format) -> Result<Outcome> {
         })?,
         None => {
             let mut pem = String::new();
-            for k in ["cert", "key"] {
-                if let Some(p) = field(k) {
-                    pem.push_str(&p);
-                    if !p.ends_with('\n') {
-                        pem.push('\n');
-                    }
+            for p in [body.cert.as_deref(), body.key.as_ref().map(|k| k.expose())]
+                .into_iter()
+                .flatten()
+            {
+                pem.push_str(p);
+                if !p.ends_with('\n') {
+                    pem.push('\n');
                 }
             }
             if pem.is_empty() {

@@ -5,9 +5,9 @@ use std::path::Path;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::client::{self, API, Address, CoordinatorArg, Saved};
+use crate::client::{self, Address, CoordinatorArg, Saved};
 use crate::{Format, Outcome};
 
 /// Arguments of `confidant status`.
@@ -20,32 +20,21 @@ pub struct StatusArgs {
 /// Runs `confidant status`.
 pub fn status(args: StatusArgs, home: &Path, format: Format) -> Result<Outcome> {
     let (client, _) = client::pinned_client(home, &args.coordinator, None)?;
-    let body = client.get(&format!("{API}/status"))?.body;
+    let status = client.status()?;
     match format {
-        Format::Json => crate::outln!("{}", serde_json::to_string_pretty(&body)?),
+        Format::Json => crate::outln!("{}", serde_json::to_string_pretty(&status)?),
         Format::Human => {
-            let s = |k: &str| {
-                body.get(k)
-                    .and_then(Value::as_str)
-                    .unwrap_or("-")
-                    .to_string()
-            };
-            let simulation = body.get("simulation").and_then(Value::as_bool) == Some(true);
-            if simulation {
+            if status.simulation {
                 crate::outln!("*** SIMULATION TEE: no hardware protection ***");
             }
             crate::outln!("coordinator  {}", args.coordinator.address()?.authority);
-            crate::outln!("state        {}", s("state"));
-            crate::outln!("tee          {}", s("tee"));
-            match body.get("manifest").filter(|m| !m.is_null()) {
-                Some(m) => crate::outln!(
-                    "manifest     version {}, {}",
-                    m.get("version").map(Value::to_string).unwrap_or_default(),
-                    m.get("hash").and_then(Value::as_str).unwrap_or("-")
-                ),
+            crate::outln!("state        {}", status.state.as_str());
+            crate::outln!("tee          {}", status.tee);
+            match &status.manifest {
+                Some(m) => crate::outln!("manifest     version {}, {}", m.version, m.hash),
                 None => crate::outln!("manifest     none"),
             }
-            if let Some(Value::Object(acts)) = body.get("activations") {
+            if let Some(acts) = &status.activations {
                 if acts.is_empty() {
                     crate::outln!("activations  none");
                 } else {
@@ -53,10 +42,15 @@ pub fn status(args: StatusArgs, home: &Path, format: Format) -> Result<Outcome> 
                     crate::outln!("activations  {}", list.join(", "));
                 }
             }
-            if let (Some(r), Some(t)) = (body.get("received"), body.get("threshold")) {
-                crate::outln!("recovery     {r} of {t} shares received");
+            if let Some(r) = status.received {
+                match status.threshold {
+                    Some(t) => crate::outln!("recovery     {r} of {t} shares received"),
+                    None => crate::outln!(
+                        "recovery     {r} shares received; no recovery.json: it cannot be recovered"
+                    ),
+                }
             }
-            crate::outln!("version      {}", s("version"));
+            crate::outln!("version      {}", status.version);
         }
     }
     Ok(Outcome::Ok)
@@ -83,13 +77,10 @@ pub struct CertificateArgs {
 
 fn image_key(args: &CertificateArgs, home: &Path, format: Format) -> Result<Outcome> {
     let (client, _) = client::pinned_client(home, &args.coordinator, None)?;
-    let body = client.get(&format!("{}/image-key", client::API))?.body;
-    let pem = body["public_key"]
-        .as_str()
-        .ok_or_else(|| anyhow::anyhow!("the coordinator's image-key answer has no public_key"))?;
+    let key = client.image_key()?;
     match format {
-        Format::Json => crate::outln!("{}", serde_json::to_string_pretty(&body)?),
-        Format::Human => crate::outln!("{}", pem.trim_end()),
+        Format::Json => crate::outln!("{}", serde_json::to_string_pretty(&key)?),
+        Format::Human => crate::outln!("{}", key.public_key.trim_end()),
     }
     Ok(Outcome::Ok)
 }
@@ -104,8 +95,8 @@ pub fn certificate(cmd: CertificateCommand, home: &Path, format: Format) -> Resu
     };
     let address: Address = args.coordinator.address()?;
     let saved = Saved::load(home, &address)?;
-    let root = client::to_pem(&saved.root);
-    let intermediate = saved.intermediate.as_ref().map(client::to_pem);
+    let root = confidant_client::to_pem(&saved.root);
+    let intermediate = saved.intermediate.as_ref().map(confidant_client::to_pem);
     match format {
         Format::Json => {
             let mut doc = json!({

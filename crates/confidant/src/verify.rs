@@ -19,15 +19,15 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
+use confidant_api::CoordinatorState;
 use confidant_attest::sim::{self, SimPlatform};
 use confidant_attest::verify::sim::SimVerifier;
-use confidant_attest::{Claims, Evidence, Mismatch, Purpose, ReferenceValues, Tee, Verifiers};
+use confidant_attest::{Claims, Mismatch, Purpose, ReferenceValues, Tee, Verifiers};
 use rustls::pki_types::CertificateDer;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::client::{
-    self, API, Address, Client, CoordinatorArg, INFO_FILE, INTERMEDIATE_FILE, ROOT_FILE, Trust,
+    self, Address, Client, CoordinatorArg, INFO_FILE, INTERMEDIATE_FILE, ROOT_FILE, Trust,
 };
 use crate::{Format, Outcome};
 
@@ -61,7 +61,7 @@ impl PolicyArgs {
     /// The reference values to apply: the file given, else (when `saved` is given) the TEE and
     /// measurement recorded when the coordinator was verified. Without a measurement, refuses
     /// unless --insecure-skip-measurement.
-    pub fn reference_values(&self, saved: Option<&Value>) -> Result<ReferenceValues> {
+    pub fn reference_values(&self, saved: Option<&client::SavedInfo>) -> Result<ReferenceValues> {
         let mut refs = match &self.reference_values {
             Some(p) => load_reference_values(p)?,
             None => ReferenceValues::default(),
@@ -70,18 +70,11 @@ impl PolicyArgs {
             && !self.insecure_skip_measurement
             && let Some(info) = saved
         {
-            let m = info.get("measurement").and_then(Value::as_str);
-            let tee = info.get("tee").and_then(Value::as_str);
-            if let Some(m) = m {
+            if let Some(m) = &info.measurement {
                 let bytes = hex::decode(m).context("the saved measurement is not hex")?;
                 refs.measurements = vec![confidant_attest::reference::HexBytes(bytes)];
             }
-            if let Some(t) = tee {
-                refs.tee = Some(
-                    t.parse::<Tee>()
-                        .map_err(|e| anyhow!("the saved TEE {t:?}: {e}"))?,
-                );
-            }
+            refs.tee = Some(info.tee);
         }
         if refs.measurements.is_empty() && !self.insecure_skip_measurement {
             bail!(
@@ -140,28 +133,7 @@ fn load_reference_values(path: &Path) -> Result<ReferenceValues> {
 }
 
 /// `GET attestation`'s answer.
-#[derive(Debug, Clone, Deserialize)]
-pub struct AttestationAnswer {
-    /// The coordinator's state.
-    pub state: String,
-    /// Whether it runs on the simulation TEE.
-    #[serde(default)]
-    pub simulation: bool,
-    /// Its evidence.
-    pub evidence: Evidence,
-    /// The root CA (PEM); absent in recovery.
-    #[serde(default)]
-    pub root_ca: Option<String>,
-    /// The intermediate CA (PEM).
-    #[serde(default)]
-    pub intermediate_ca: Option<String>,
-    /// The current manifest's hash (hex), if any.
-    #[serde(default)]
-    pub manifest_hash: Option<String>,
-    /// SHA-256 of the TLS certificate's SubjectPublicKeyInfo (hex).
-    #[serde(default)]
-    pub tls_spki_sha256: Option<String>,
-}
+pub type AttestationAnswer = confidant_api::Attestation;
 
 /// The outcome of attesting the coordinator.
 #[derive(Debug)]
@@ -242,7 +214,7 @@ impl Attestation {
         if let Some(m) = self.measurement() {
             crate::outln!("  measurement  {m}");
         }
-        crate::outln!("  state        {}", self.answer.state);
+        crate::outln!("  state        {}", self.answer.state.as_str());
         crate::outln!(
             "  manifest     {}",
             self.answer.manifest_hash.as_deref().unwrap_or("none")
@@ -275,15 +247,14 @@ pub fn attest(
     sim_keys: &[[u8; 32]],
 ) -> Result<Attestation> {
     let nonce = client::random_bytes::<32>()?;
-    let answer = client.get(&format!("{API}/attestation?nonce={}", hex::encode(nonce)))?;
+    let answer = client.attestation(&nonce)?;
     let leaf = answer
         .peer_leaf
         .clone()
         .or_else(|| client.peer_chain().leaf)
         .ok_or_else(|| anyhow!("the TLS connection did not show the server's certificate"))?;
     let presented = client.peer_chain().intermediates;
-    let parsed: AttestationAnswer = serde_json::from_value(answer.body)
-        .context("the coordinator's attestation answer is malformed")?;
+    let parsed: AttestationAnswer = answer.body;
 
     let mut att = Attestation {
         answer: parsed,
@@ -346,10 +317,11 @@ pub fn attest(
 
     // 2. The binding of the nonce, the manifest and the key.
     let leaf_spki = client::spki_der(&att.leaf)?;
-    let key = match (&root, a.state.as_str()) {
+    let key = match (&root, a.state) {
         (Some(r), _) => Some(client::spki_der(r)?),
-        (None, "recovery") => Some(leaf_spki.clone()),
+        (None, CoordinatorState::Recovery) => Some(leaf_spki.clone()),
         (None, state) => {
+            let state = state.as_str();
             att.reasons.push(format!(
                 "the answer has no root_ca although the coordinator is in state {state} \
                  (only recovery seals it away)"
@@ -367,7 +339,8 @@ pub fn attest(
         }
     }
     let leaf_digest = client::spki_sha256(&att.leaf)?;
-    if let Some(claimed) = &a.tls_spki_sha256 {
+    {
+        let claimed = &a.tls_spki_sha256;
         let claimed = claimed.strip_prefix("sha256:").unwrap_or(claimed);
         if !claimed.eq_ignore_ascii_case(&leaf_digest) {
             att.mismatches.push(Mismatch::new(
@@ -470,15 +443,15 @@ fn save(home: &Path, address: &Address, att: &Attestation) -> Result<Option<Path
             .with_context(|| format!("removing the stale {}", inter.display()))?,
         None => {}
     }
-    let info = json!({
-        "address": address.authority,
-        "manifest_hash": att.answer.manifest_hash,
-        "state": att.answer.state,
-        "simulation": att.simulation(),
-        "tee": att.tee(),
-        "measurement": att.measurement(),
-        "verified_at": rfc3339(att.verified_at),
-    });
+    let info = client::SavedInfo {
+        address: address.authority.clone(),
+        manifest_hash: att.answer.manifest_hash.clone(),
+        state: att.answer.state,
+        simulation: att.simulation(),
+        tee: att.tee(),
+        measurement: att.measurement(),
+        verified_at: rfc3339(att.verified_at),
+    };
     write(
         &dir.join(INFO_FILE),
         &format!("{}\n", serde_json::to_string_pretty(&info)?),
@@ -494,11 +467,10 @@ fn save_manifest(
     root: &rustls_pki_types::CertificateDer<'_>,
     attested_hash: &str,
 ) -> Result<()> {
-    let body = client
-        .get(&format!("{API}/manifest"))
-        .context("reading the attested manifest")?
-        .body;
-    let record = crate::manifest::check_record(&body, root)?;
+    let record = client
+        .manifest(None)
+        .context("reading the attested manifest")?;
+    crate::manifest::check_record(&record, root)?;
     if record.hash != attested_hash {
         anyhow::bail!(
             "the coordinator's current manifest has hash {}, but its evidence binds {attested_hash} (it changed in between; verify again)",
@@ -507,7 +479,7 @@ fn save_manifest(
     }
     write(
         &dir.join(MANIFEST_FILE),
-        &format!("{}\n", serde_json::to_string_pretty(&body)?),
+        &format!("{}\n", serde_json::to_string_pretty(&record)?),
     )
 }
 
