@@ -1,6 +1,18 @@
 //! The Confidant agent: what runs inside the TEE next to the app.
 //!
-//! - [`activation`]: the workload's key, CSR, report data and config id;
+//! The run lifecycle is a set of steps a caller composes; [`lifecycle::run`] composes all of
+//! them for `confidant run`, and a Kubernetes init container or mesh sidecar takes the ones it
+//! needs:
+//!
+//! - [`activation`]: the workload's key, CSR, report data and config id, the attester, and
+//!   [`activation::activate`];
+//! - [`image`]: the image's manifest, and its layers decrypted with the released keys, verified
+//!   and unpacked;
+//! - [`files`]: the rendered files and the workload's identity, written where the app reads them;
+//! - [`volumes`]: protected volumes mounted as their policy says, their roots committed to the
+//!   coordinator;
+//! - [`mesh`]: the mutual-TLS proxy with the activation's identity;
+//! - [`lifecycle`]: all of the above and the app under the OCI runtime, torn down on every path;
 //! - [`memfs`]: the tmpfs that holds the decrypted image and rendered files;
 //! - [`netns`]: the app's own network namespace, reachable only through the mesh;
 //! - [`mountinfo`]: the mount table, to find what is mounted under a run directory;
@@ -15,12 +27,17 @@
 
 pub mod activation;
 pub mod error;
+pub mod files;
+pub mod image;
+pub mod lifecycle;
 pub mod memfs;
+pub mod mesh;
 pub mod mountinfo;
 pub mod netns;
 pub mod process;
 pub mod run_record;
 pub mod runtime;
 pub mod stale;
+pub mod volumes;
 
 pub use error::{AgentError, Result};

@@ -1,8 +1,8 @@
 //! `confidant volume create|mount|seal|verify|inspect`: protected volumes on a single machine
 //! (a key file and a local state file, no coordinator); `volume seal --coordinator`, which seals
 //! a directory into a coordinator's volume (the key into its `key_secret`, the state committed
-//! as the user); and the agent's side of protected volumes in `confidant run`: the
-//! [`CoordinatorRootStore`] and the mounts of an activation's `volumes[]` grants.
+//! as the user). The agent's side of protected volumes in `confidant run` is
+//! [`confidant_agent::volumes`].
 //!
 //! Key files hold the volume's 256-bit key: 32 raw bytes, or 64 hex digits, or base64 of 32
 //! bytes (surrounding whitespace ignored). `volume create` and `volume seal` generate a key file
@@ -11,21 +11,21 @@
 use std::io::{Read as _, Write as _};
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use clap::{Args, Subcommand};
-use confidant_shield::roots::{RootStore, RootStoreError, VolumeState};
 use confidant_shield::{
-    FileKind, HEADER_FILE, LocalRootStore, MemoryRootStore, MountHandle, MountOptions, ROOT_INO,
-    SetAttributes, Volume, VolumeKey,
+    FileKind, HEADER_FILE, LocalRootStore, MountOptions, ROOT_INO, SetAttributes, Volume, VolumeKey,
 };
 use serde_json::{Value, json};
 
-use crate::client::{API, ApiError, Body, Client, CoordinatorArg, UserArgs};
+use confidant_agent::volumes::CoordinatorRootStore;
+
+use crate::client::{CoordinatorArg, UserArgs};
 use crate::{Format, Outcome};
 
 /// `confidant volume` subcommands.
@@ -463,7 +463,9 @@ fn seal(a: SealArgs, home: &Path, format: Format) -> Result<Outcome> {
     if !a.src.is_dir() {
         bail!("{}: expected a directory to seal", a.src.display());
     }
-    if !is_empty_dir(&a.dir)? {
+    let empty = confidant_agent::volumes::is_empty_dir(&a.dir)
+        .with_context(|| format!("reading {}", a.dir.display()))?;
+    if !empty {
         bail!(
             "{}: not empty: a volume is sealed into an empty or missing directory",
             a.dir.display()
@@ -514,20 +516,20 @@ fn seal_to_coordinator(
         coordinator: address.to_string(),
     };
     let (client, _) = crate::client::pinned_client(home, &coordinator, Some(&a.to.user))?;
-    let manifest = client
-        .get(&format!("{API}/manifest"))
-        .context("reading the coordinator's manifest")?
-        .body;
-    let spec = &manifest["manifest"]["volumes"][name];
-    if spec.is_null() {
+    let record = client
+        .manifest(None)
+        .context("reading the coordinator's manifest")?;
+    let manifest = confidant_manifest::Manifest::from_json(&record.manifest.to_string())
+        .map_err(|e| anyhow!("the coordinator's manifest does not parse: {e}"))?;
+    let Some(spec) = manifest.volumes.get(name) else {
         bail!("the coordinator's manifest has no volume {name:?}");
-    }
-    if spec["policy"].as_str() == Some("ephemeral") {
+    };
+    if spec.policy == confidant_manifest::VolumePolicy::Ephemeral {
         bail!(
             "volume {name} is ephemeral: it starts empty at every activation, it cannot be sealed"
         );
     }
-    let key_secret = spec["key_secret"].as_str().map(str::to_string);
+    let key_secret = spec.key_secret.clone();
     // Read the state first: a user who may not see the volume changes nothing.
     let store = Arc::new(CoordinatorRootStore::new(client, name));
     let held = store.fetch()?;
@@ -538,16 +540,8 @@ fn seal_to_coordinator(
         ),
         Some(secret) if !a.to.no_set_key_secret => {
             crate::client::check_name("secret name", secret)?;
-            let body = json!({"value": STANDARD.encode(key.as_bytes())});
             store
-                .client
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .send(
-                    reqwest::Method::PUT,
-                    &format!("{API}/secrets/{secret}"),
-                    Some(Body::Json(&body)),
-                )
+                .with_client(|c| c.put_secret(secret, key.as_bytes()))
                 .with_context(|| {
                     format!("setting secret {secret}, the key of volume {name} (or give --no-set-key-secret if it is set already)")
                 })?;
@@ -726,423 +720,6 @@ fn inspect(a: InspectArgs, format: Format) -> Result<Outcome> {
     }
     print(format, &doc);
     Ok(Outcome::Ok)
-}
-
-// ---------------------------------------------------------------------------------------------
-// The agent's side: the coordinator as root store, and the volumes of an activation.
-
-/// The coordinator's state of a volume: `GET /api/v1/volumes/NAME/state`.
-#[derive(Debug, Clone)]
-pub struct CoordinatorState {
-    /// The committed version (0: none yet).
-    pub version: u64,
-    /// The committed root (None before the first commit).
-    pub root: Option<[u8; 32]>,
-}
-
-/// A [`RootStore`] on the coordinator: `GET`/`POST /api/v1/volumes/NAME/state`, as the
-/// workload (the certificate of its activation) or as a user whose role allows `write` on the
-/// volume (`volume seal --coordinator`).
-///
-/// A volume reset (`reinitializable`) or a volume sealed again over an older one is created
-/// with [`Volume::create_at`] from the coordinator's version + 1, so local and coordinator
-/// versions are the same; [`CoordinatorRootStore::reset_from`] marks the first commit of a reset
-/// with `reinitialize: true`.
-pub struct CoordinatorRootStore {
-    client: Mutex<Client>,
-    volume: String,
-    /// A reset is pending: the commit from this version says `reinitialize: true`.
-    reset_from: Mutex<Option<u64>>,
-}
-
-impl std::fmt::Debug for CoordinatorRootStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "CoordinatorRootStore({})", self.volume)
-    }
-}
-
-fn unavailable(e: anyhow::Error) -> RootStoreError {
-    RootStoreError::Unavailable(format!("{e:#}"))
-}
-
-impl CoordinatorRootStore {
-    /// A store for volume `volume`, asking the coordinator through `client` (which presents
-    /// the workload certificate, or a user's).
-    pub fn new(client: Client, volume: &str) -> Self {
-        Self {
-            client: Mutex::new(client),
-            volume: volume.to_string(),
-            reset_from: Mutex::new(None),
-        }
-    }
-
-    fn path(&self) -> String {
-        format!("{API}/volumes/{}/state", self.volume)
-    }
-
-    /// The coordinator's state of the volume, as it says.
-    pub fn fetch(&self) -> Result<CoordinatorState> {
-        let answer = self
-            .client
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&self.path())
-            .with_context(|| format!("reading the state of volume {}", self.volume))?
-            .body;
-        let version = answer["version"]
-            .as_u64()
-            .ok_or_else(|| anyhow!("volume state: no version in {answer}"))?;
-        let root = match &answer["root"] {
-            Value::Null => None,
-            Value::String(s) => {
-                let mut r = [0u8; 32];
-                hex::decode_to_slice(s, &mut r)
-                    .map_err(|e| anyhow!("volume state: root {s:?}: {e}"))?;
-                Some(r)
-            }
-            other => bail!("volume state: unexpected root {other}"),
-        };
-        Ok(CoordinatorState { version, root })
-    }
-
-    /// The next commit from `version` (the coordinator's) is a reset of a `reinitializable`
-    /// volume to a new, empty one (created with `Volume::create_at(.., version + 1)`).
-    pub fn reset_from(&self, version: u64) {
-        *self.reset_from.lock().unwrap_or_else(|e| e.into_inner()) = Some(version);
-    }
-
-    fn post(&self, body: &Value) -> Result<Value, anyhow::Error> {
-        Ok(self
-            .client
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .post(&self.path(), body)?
-            .body)
-    }
-}
-
-impl RootStore for CoordinatorRootStore {
-    fn load(&self) -> Result<Option<VolumeState>, RootStoreError> {
-        let s = self.fetch().map_err(unavailable)?;
-        match (s.version, s.root) {
-            (0, _) | (_, None) => Ok(None),
-            (version, Some(root)) => Ok(Some(VolumeState { version, root })),
-        }
-    }
-
-    fn commit(&self, expected_version: u64, new: VolumeState) -> Result<(), RootStoreError> {
-        let mut reset = self.reset_from.lock().unwrap_or_else(|e| e.into_inner());
-        let reinitialize = *reset == Some(expected_version);
-        let body = json!({
-            "expected_version": expected_version,
-            "version": new.version,
-            "root": hex::encode(new.root),
-            "reinitialize": reinitialize,
-        });
-        match self.post(&body) {
-            Ok(_) => {
-                *reset = None;
-                Ok(())
-            }
-            Err(e) => {
-                let Some(api) = e.downcast_ref::<ApiError>() else {
-                    return Err(unavailable(e));
-                };
-                if api.code == "volume_version_conflict" {
-                    let d = api.details.clone().unwrap_or_default();
-                    let current = d["current_version"].as_u64().unwrap_or(0);
-                    let current_root = d["current_root"].as_str().unwrap_or_default();
-                    if current == new.version && current_root == hex::encode(new.root) {
-                        // A retry after a lost answer: the coordinator already holds it.
-                        *reset = None;
-                        return Ok(());
-                    }
-                    tracing::error!(
-                        volume = %self.volume,
-                        "commit refused: the coordinator holds version {current}, this mount expected {expected_version}"
-                    );
-                    return Err(RootStoreError::Conflict {
-                        expected: expected_version,
-                        found: current,
-                    });
-                }
-                Err(RootStoreError::Unavailable(format!(
-                    "the coordinator refused the commit of version {} of volume {}: {api}",
-                    new.version, self.volume
-                )))
-            }
-        }
-    }
-}
-
-/// One `volumes[]` grant of an activation.
-#[derive(Debug, Clone)]
-pub struct Grant {
-    /// The volume's name in the manifest.
-    pub volume: String,
-    /// Where the app sees it.
-    pub path: String,
-    /// Mounted read-only.
-    pub read_only: bool,
-    /// `rollback_protected`, `reinitializable` or `ephemeral`.
-    pub policy: String,
-    key: Vec<u8>,
-}
-
-impl Grant {
-    /// Parses the activation's `volumes` array.
-    pub fn parse_all(v: &Value) -> Result<Vec<Grant>> {
-        let mut out = Vec::new();
-        for g in v.as_array().into_iter().flatten() {
-            let s = |f: &str| -> Result<String> {
-                g[f].as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| anyhow!("activation: volume grant without `{f}`: {g}"))
-            };
-            let volume = s("volume")?;
-            crate::client::check_name("volume name", &volume)?;
-            let key = STANDARD
-                .decode(s("key")?)
-                .with_context(|| format!("volume {volume}: the key is not base64"))?;
-            if key.len() != 32 {
-                bail!(
-                    "volume {volume}: expected a 256-bit key, got {} bytes",
-                    key.len()
-                );
-            }
-            out.push(Grant {
-                path: s("path")?,
-                read_only: g["read_only"].as_bool().unwrap_or(false),
-                policy: s("policy")?,
-                key,
-                volume,
-            });
-        }
-        Ok(out)
-    }
-}
-
-impl Drop for Grant {
-    fn drop(&mut self) {
-        use zeroize::Zeroize as _;
-        self.key.zeroize();
-    }
-}
-
-/// A volume the agent mounted for the app; unmounting commits.
-pub struct AgentVolume {
-    /// The grant.
-    pub grant: Grant,
-    /// The mount (None once unmounted).
-    handle: Option<MountHandle>,
-    /// The version mounted.
-    pub mounted_version: u64,
-    /// An ephemeral volume's backing directory, removed at the end.
-    ephemeral_dir: Option<PathBuf>,
-}
-
-impl AgentVolume {
-    /// The bind mount for the bundle.
-    pub fn bind(&self) -> Option<confidant_agent::runtime::BindMount> {
-        self.handle.as_ref().map(|h| {
-            confidant_agent::runtime::BindMount::new(
-                h.mountpoint(),
-                &self.grant.path,
-                self.grant.read_only,
-            )
-        })
-    }
-
-    /// Unmounts (which commits) and removes an ephemeral backing directory; returns the
-    /// committed state.
-    pub fn unmount(&mut self) -> Result<Option<VolumeState>> {
-        let state = match self.handle.take() {
-            Some(h) => {
-                let mp = h.mountpoint().to_path_buf();
-                let s = h
-                    .unmount()
-                    .with_context(|| format!("unmounting volume {}", self.grant.volume))?;
-                let _ = std::fs::remove_dir(&mp);
-                Some(s)
-            }
-            None => None,
-        };
-        if let Some(d) = self.ephemeral_dir.take() {
-            std::fs::remove_dir_all(&d)
-                .with_context(|| format!("removing the ephemeral volume {}", d.display()))?;
-        }
-        Ok(state)
-    }
-}
-
-impl Drop for AgentVolume {
-    fn drop(&mut self) {
-        if let Err(e) = self.unmount() {
-            tracing::error!("{e:#}");
-        }
-    }
-}
-
-fn is_empty_dir(dir: &Path) -> Result<bool> {
-    match std::fs::read_dir(dir) {
-        Ok(mut d) => Ok(d.next().is_none()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
-        Err(e) => Err(e).with_context(|| format!("reading {}", dir.display())),
-    }
-}
-
-/// How the agent sets up a grant's volume.
-pub struct AgentVolumeConfig<'a> {
-    /// The backing directory.
-    pub dir: PathBuf,
-    /// An ephemeral volume's backing directory ([`ephemeral_dir`]): it must not exist yet, and
-    /// the caller has recorded it for a cleanup after a crash
-    /// ([`confidant_agent::run_record`]). None for other policies.
-    pub ephemeral_dir: Option<PathBuf>,
-    /// The mountpoint (inside the agent's run dir).
-    pub mountpoint: PathBuf,
-    /// A new volume's root directory: (mode, uid, gid).
-    pub new_root_owner: (u32, u32, u32),
-    /// A client presenting the workload certificate (for non-ephemeral volumes).
-    pub client: Option<Client>,
-    /// Progress lines.
-    pub say: &'a dyn Fn(&str),
-}
-
-/// A fresh backing directory for ephemeral volume `name` under `parent`, as an absolute path:
-/// `PARENT/.ephemeral-NAME-<8 hex>` (the name [`confidant_agent::stale`] removes after a crash).
-pub fn ephemeral_dir(parent: &Path, name: &str) -> Result<PathBuf> {
-    let suffix = hex::encode(crate::client::random_bytes::<4>()?);
-    let dir = parent.join(format!(
-        "{}{name}-{suffix}",
-        confidant_agent::stale::EPHEMERAL_PREFIX
-    ));
-    std::path::absolute(&dir).with_context(|| format!("resolving {}", dir.display()))
-}
-
-/// Opens or creates a grant's volume as its policy says, and mounts it.
-pub fn mount_grant(grant: Grant, cfg: AgentVolumeConfig<'_>) -> Result<AgentVolume> {
-    let key = VolumeKey::from_slice(&grant.key)
-        .ok_or_else(|| anyhow!("volume {}: expected a 256-bit key", grant.volume))?;
-    let name = grant.volume.clone();
-    let mut ephemeral_dir = None;
-    let volume = match grant.policy.as_str() {
-        "ephemeral" => {
-            let dir = cfg.ephemeral_dir.clone().ok_or_else(|| {
-                anyhow!("volume {name} is ephemeral: expected a backing directory for it, got none")
-            })?;
-            if let Some(parent) = dir.parent() {
-                std::fs::create_dir_all(parent)
-                    .with_context(|| format!("creating {}", parent.display()))?;
-            }
-            ephemeral_dir = Some(dir.clone());
-            let created = Volume::create(&dir, key, Arc::new(MemoryRootStore::new()));
-            match created {
-                Ok(v) => {
-                    init_root(&v, cfg.new_root_owner)?;
-                    v
-                }
-                Err(e) => {
-                    let _ = std::fs::remove_dir_all(&dir);
-                    return Err(e).with_context(|| format!("creating ephemeral volume {name}"));
-                }
-            }
-        }
-        policy @ ("rollback_protected" | "reinitializable") => {
-            let client = cfg
-                .client
-                .ok_or_else(|| anyhow!("volume {name}: no coordinator client"))?;
-            let store = Arc::new(CoordinatorRootStore::new(client, &name));
-            let state = store.fetch()?;
-            let empty = is_empty_dir(&cfg.dir)?;
-            let dir = cfg.dir.display();
-            if empty {
-                if grant.read_only {
-                    bail!(
-                        "volume {name}: refusing to mount: the backing directory {dir} is empty or missing and the mount is read-only (the coordinator holds version {})",
-                        state.version
-                    );
-                }
-                if state.version > 0 {
-                    if policy == "rollback_protected" {
-                        bail!(
-                            "volume {name} is rollback_protected: refusing to mount: the backing directory {dir} is empty or missing, but the coordinator holds version {} — the host lost or withheld the volume; restore the latest backing directory",
-                            state.version
-                        );
-                    }
-                    (cfg.say)(&format!(
-                        "WARNING: volume {name} (reinitializable): the backing directory {dir} is empty or missing while the coordinator holds version {}: STARTING OVER WITH AN EMPTY VOLUME (a reset the coordinator counts and audits)",
-                        state.version
-                    ));
-                    tracing::warn!(volume = %name, coordinator_version = state.version, "reinitializing the volume: its data is gone");
-                    store.reset_from(state.version);
-                }
-                // Versions continue the coordinator's (a reset never goes back).
-                let v = Volume::create_at(&cfg.dir, key, store, state.version + 1)
-                    .with_context(|| format!("creating volume {name} in {dir}"))?;
-                init_root(&v, cfg.new_root_owner)?;
-                (cfg.say)(&format!("volume {name}: created a new volume in {dir}"));
-                v
-            } else {
-                if state.version == 0 {
-                    bail!(
-                        "volume {name}: refusing to mount: the backing directory {dir} is not empty, but the coordinator holds no state for this volume (left from a start that failed before its first commit, or not this volume); move it away to start over"
-                    );
-                }
-                Volume::open(&cfg.dir, key, store, grant.read_only).map_err(|e| {
-                    let hint = match &e {
-                        confidant_shield::Error::RolledBack { .. } => {
-                            " — the backing directory is an older state than the coordinator's (rolled back)"
-                        }
-                        _ => "",
-                    };
-                    anyhow!(e).context(format!(
-                        "volume {name}: refusing to mount {dir} (the coordinator holds version {}){hint}",
-                        state.version
-                    ))
-                })?
-            }
-        }
-        other => bail!("volume {name}: unknown policy {other:?}"),
-    };
-    let mounted_version = volume.state().version;
-    let mounted = std::fs::create_dir_all(&cfg.mountpoint)
-        .with_context(|| format!("creating {}", cfg.mountpoint.display()))
-        .and_then(|()| {
-            confidant_shield::mount(Arc::new(volume), &cfg.mountpoint, &MountOptions::default())
-                .with_context(|| format!("mounting volume {name}"))
-        });
-    let handle = match mounted {
-        Ok(h) => h,
-        Err(e) => {
-            if let Some(d) = &ephemeral_dir {
-                let _ = std::fs::remove_dir_all(d);
-            }
-            return Err(e);
-        }
-    };
-    Ok(AgentVolume {
-        grant,
-        handle: Some(handle),
-        mounted_version,
-        ephemeral_dir,
-    })
-}
-
-/// Gives a new volume's root directory the mode and owner the app expects, and commits.
-fn init_root(v: &Volume, (mode, uid, gid): (u32, u32, u32)) -> Result<()> {
-    v.setattr(
-        ROOT_INO,
-        &SetAttributes {
-            mode: Some(mode & 0o7777),
-            uid: Some(uid),
-            gid: Some(gid),
-            ..SetAttributes::default()
-        },
-    )
-    .context("setting the new volume's root owner")?;
-    v.commit().context("committing the new volume")?;
-    Ok(())
 }
 
 #[cfg(test)]
