@@ -101,13 +101,13 @@ pub enum ActivateError {
     Key(#[from] AgentError),
     /// The coordinator gave no usable nonce.
     #[error("asking the coordinator for a nonce: {0}")]
-    Nonce(ClientError),
+    Nonce(#[source] ClientError),
     /// The TEE could not produce evidence.
     #[error("producing evidence: {0}")]
-    Evidence(confidant_attest::Error),
+    Evidence(#[source] confidant_attest::Error),
     /// The coordinator refused the activation, or could not be asked.
     #[error("activation: {0}")]
-    Refused(ClientError),
+    Refused(#[source] ClientError),
     /// The activation's answer is not usable (its certificate chain and the key do not fit).
     #[error("the activation's answer: {0}")]
     Answer(String),

@@ -106,6 +106,31 @@ impl Drop for MemFs {
     }
 }
 
+/// A size as people write it: bytes, or a whole number with `KiB`, `MiB`, `GiB` or `TiB`
+/// (`2GiB`); more than zero.
+pub fn parse_size(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let (num, mult) = [
+        ("TiB", 1u64 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+    ]
+    .iter()
+    .find_map(|(suf, m)| t.strip_suffix(suf).map(|n| (n, *m)))
+    .unwrap_or((t, 1));
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| {
+            AgentError::Config(format!(
+                "expected bytes or a number with KiB, MiB, GiB or TiB, got {s:?}"
+            ))
+        })
+}
+
 /// Whether `path` is a mount point (per /proc/self/mountinfo).
 pub fn is_mounted(path: &Path) -> bool {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
@@ -115,4 +140,19 @@ pub fn is_mounted(path: &Path) -> bool {
     info.lines()
         .filter_map(|l| l.split(' ').nth(4))
         .any(|mp| mp == want)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("2GiB").unwrap(), 2 << 30);
+        assert_eq!(parse_size(" 512 MiB ").unwrap(), 512 << 20);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        for bad in ["", "0", "2GB", "-1KiB", "1.5GiB", "99999999999TiB"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -89,27 +89,6 @@ pub struct RunArgs {
     volume_root: PathBuf,
 }
 
-fn parse_size(s: &str) -> Result<u64> {
-    let t = s.trim();
-    let (num, mult) = [
-        ("TiB", 1u64 << 40),
-        ("GiB", 1 << 30),
-        ("MiB", 1 << 20),
-        ("KiB", 1 << 10),
-    ]
-    .iter()
-    .find_map(|(suf, m)| t.strip_suffix(suf).map(|n| (n, *m)))
-    .unwrap_or((t, 1));
-    num.trim()
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .filter(|n| *n > 0)
-        .ok_or_else(|| {
-            anyhow!("--memory: expected bytes or a number with KiB, MiB, GiB or TiB, got {s:?}")
-        })
-}
-
 /// Progress lines on stderr for people; nothing in `--output json`.
 struct Say(Format);
 
@@ -123,10 +102,9 @@ impl Observer for Say {
 
 /// Runs `confidant run`; the app's exit code becomes ours.
 pub fn run(args: RunArgs, home: &Path, format: Format) -> Result<Outcome> {
-    match agent(args, home, format) {
-        Ok(code) => Ok(Outcome::Exit(code)),
-        Err(e) => Err(e.context(AgentFailed)),
-    }
+    agent(args, home, format)
+        .map(Outcome::Exit)
+        .map_err(|e| e.context(AgentFailed))
 }
 
 /// Marks an error of the agent (exit 125).
@@ -187,7 +165,8 @@ fn config(args: &RunArgs, home: &Path) -> Result<RunConfig> {
             })?,
             app_netns: None,
         },
-        memory: parse_size(&args.memory)?,
+        memory: confidant_agent::memfs::parse_size(&args.memory)
+            .map_err(|e| anyhow!("--memory: {e}"))?,
         run_dir: args.run_dir.clone(),
         volume_dirs: pairs(&args.volumes, '=', "--volume", "NAME=HOSTDIR", |n, d| {
             client::check_name("--volume name", n)?;
