@@ -386,23 +386,7 @@ impl Client {
         if !(200..300).contains(&status) {
             return Err(ApiError::from_answer(status, &bytes).into());
         }
-        let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-            b"null"
-        } else {
-            &bytes
-        };
-        let de = &mut serde_json::Deserializer::from_slice(text);
-        let body = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            ClientError::Answer {
-                what: what.clone(),
-                problem: if path == "." {
-                    format!("({status}) {}", e.inner())
-                } else {
-                    format!("({status}) {path}: {}", e.inner())
-                },
-            }
-        })?;
+        let body = decode_answer(&what, status, &bytes)?;
         Ok(Answer { body, peer_leaf })
     }
 
@@ -472,6 +456,28 @@ impl Client {
     }
 }
 
+/// Reads a 2xx answer `bytes` to `what` (a request, for the message) as a `T`: an empty body is
+/// JSON `null`; a missing or mistyped field is a [`ClientError::Answer`] that names it.
+pub fn decode_answer<T: DeserializeOwned>(what: &str, status: u16, bytes: &[u8]) -> Result<T> {
+    let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"null"
+    } else {
+        bytes
+    };
+    let de = &mut serde_json::Deserializer::from_slice(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        ClientError::Answer {
+            what: what.to_string(),
+            problem: if path == "." {
+                format!("({status}) {}", e.inner())
+            } else {
+                format!("({status}) {path}: {}", e.inner())
+            },
+        }
+    })
+}
+
 /// One attempt's failure: whether the request may have reached the coordinator.
 enum Attempt {
     /// The connection was never made: safe to try again.
@@ -504,6 +510,29 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_missing_a_field_name_it() {
+        let e = decode_answer::<api::ImageKey>("GET x", 200, br#"{"public_key": "k"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("key_id"), "{e}");
+        // Deep inside an activation: the path of the field.
+        let e = decode_answer::<api::Activation>(
+            "POST activate",
+            200,
+            br#"{"activation":"w/1","certificate":"c","chain":"c","root_ca":"r",
+                "parameters":{"files":{},"env":{},"args":[]},"simulation":true,
+                "volumes":[{"volume":"v","path":"/v","read_only":false,"policy":"bogus","key":"k"}]}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("volumes[0].policy"), "{e}");
+        let e = decode_answer::<api::Activation>("POST activate", 200, b"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("null"), "{e}");
+    }
 
     #[test]
     fn names_are_checked() {
