@@ -2,6 +2,8 @@
 //! every refusal (no client certificate, foreign CA, allow list, wrong peer workload).
 
 mod common;
+#[path = "../../../tests/requirements.rs"]
+mod requirements;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -477,13 +479,11 @@ fn mesh_can_be_started_and_stopped_inside_a_tokio_runtime() {
 #[test]
 fn redis_through_the_mesh() {
     init_logs();
-    if Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_err()
-        || Command::new("redis-cli").arg("--version").output().is_err()
-    {
-        eprintln!("skipped: redis-server or redis-cli not installed");
+    let needs = [
+        requirements::program("redis-server"),
+        requirements::program("redis-cli"),
+    ];
+    if !requirements::require(&needs) {
         return;
     }
     struct Redis(Child);
