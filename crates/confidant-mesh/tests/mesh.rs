@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use confidant_mesh::{EgressConfig, IngressConfig, Mesh, MeshError};
@@ -567,11 +567,12 @@ fn connections_between_machines_have_tcp_keepalive() {
             .expect("run ss (iproute2)");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
+    // Bounded: the assertions below say what ss showed last if it never settles.
+    let deadline = Instant::now() + Duration::from_secs(10);
     let mut text = tls_hop();
-    for _ in 0..50 {
-        if text.lines().count() == 2 && text.lines().all(|l| l.contains("timer:(keepalive,")) {
-            break;
-        }
+    while Instant::now() < deadline
+        && !(text.lines().count() == 2 && text.lines().all(|l| l.contains("timer:(keepalive,")))
+    {
         std::thread::sleep(Duration::from_millis(20));
         text = tls_hop();
     }

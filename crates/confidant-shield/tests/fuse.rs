@@ -12,6 +12,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::key;
 use confidant_shield::{LocalRootStore, MountHandle, MountOptions, RootStore, Volume, mount};
@@ -356,7 +357,7 @@ fn redis_with_aof_keeps_its_data_across_restarts_and_remounts() {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
     let start = |mnt: &Path| {
-        let child = Command::new("redis-server")
+        let mut child = Command::new("redis-server")
             .args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
             .args(["--appendonly", "yes", "--appendfsync", "always"])
             .arg("--dir")
@@ -364,11 +365,15 @@ fn redis_with_aof_keeps_its_data_across_restarts_and_remounts() {
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        for _ in 0..100 {
-            if cli(&["ping"]) == "PONG" {
-                break;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while cli(&["ping"]) != "PONG" {
+            let exited = child.try_wait().unwrap();
+            if exited.is_some() || Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("redis-server on port {port} never answered PING (exit: {exited:?})");
             }
-            std::thread::sleep(std::time::Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(50));
         }
         child
     };
