@@ -14,8 +14,11 @@ build:
 release:
 	$(CARGO) build --release -p confidant
 
-# Debian packages the demo and tests use. Installed only when missing (needs root).
-DEB_PACKAGES := openssl curl jq gettext-base docker-registry skopeo umoci busybox-static runc redis-server redis-tools nginx-light memcached python3 fuse3 sqlite3 iproute2
+# Debian packages the demo and tests use. Installed only when missing (needs root). A test whose
+# program is missing fails (CONFIDANT_TEST_ALLOW_MISSING=1 skips it instead; CI never sets it).
+# python3.11: examples/python/build-image.sh copies Debian's /usr/bin/python3.11 into its image.
+# procps: the examples' try.sh scripts use ps.
+DEB_PACKAGES := openssl curl jq gettext-base docker-registry skopeo umoci busybox-static runc redis-server redis-tools nginx-light memcached python3 python3.11 fuse3 sqlite3 iproute2 procps
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -1,8 +1,11 @@
 //! The runtime module against a real runc and a busybox-static rootfs.
 //!
-//! Every test skips (prints why, passes) when not run as root or when runc is missing; a missing
-//! busybox (package busybox-static) fails them. After every test the runc state directory lists
+//! Every test needs root, runc and busybox (package busybox-static) and fails naming what is
+//! missing otherwise (tests/requirements.rs). After every test the runc state directory lists
 //! no container.
+
+#[path = "../../../tests/requirements.rs"]
+mod requirements;
 
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
@@ -46,21 +49,27 @@ fn busybox() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// `None` (after printing why) when the tests cannot run here.
-fn prerequisites(test: &str) -> Option<(PathBuf, PathBuf)> {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("SKIP {test}: not root (runc needs root to create namespaces and mounts)");
-        return None;
-    }
-    let Some(runc) = runc() else {
-        eprintln!("SKIP {test}: runc not found");
-        return None;
-    };
-    // runc and root are what these tests need from the machine; busybox is part of the fixture.
-    let Some(busybox) = busybox() else {
-        panic!("{test}: /bin/busybox not found: install busybox-static (the tests' rootfs)");
-    };
-    Some((runc, busybox))
+/// runc and busybox; fails the test when they or root are missing, `None` only when
+/// skipping is allowed (see [`requirements::require`]).
+fn prerequisites() -> Option<(PathBuf, PathBuf)> {
+    let (runc, busybox) = (runc(), busybox());
+    let needs = [
+        // runc needs root to create namespaces and mounts.
+        requirements::root(),
+        requirements::condition(
+            "runc",
+            runc.is_none()
+                .then(|| "runc (not in /usr/sbin, /usr/bin, /usr/local/…)".into()),
+        ),
+        // The containers' rootfs.
+        requirements::condition(
+            "busybox",
+            busybox
+                .is_none()
+                .then(|| "busybox (no /bin/busybox: package busybox-static)".into()),
+        ),
+    ];
+    requirements::require(&needs).then(|| (runc.unwrap(), busybox.unwrap()))
 }
 
 /// Builds a busybox rootfs at `rootfs` (created, mode 0755).
@@ -92,8 +101,8 @@ struct Fixture {
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 impl Fixture {
-    fn new(test: &str) -> Option<Self> {
-        let (runc, busybox) = prerequisites(test)?;
+    fn new() -> Option<Self> {
+        let (runc, busybox) = prerequisites()?;
         let dir = tempfile::tempdir().unwrap();
         let rootfs = dir.path().join("rootfs");
         make_rootfs(&busybox, &rootfs);
@@ -166,7 +175,7 @@ impl Fixture {
 
 #[test]
 fn echo_hello_is_captured() {
-    let Some(f) = Fixture::new("echo_hello_is_captured") else {
+    let Some(f) = Fixture::new() else {
         return;
     };
     let spec = BundleSpec::new(&f.rootfs, vec!["echo".into(), "hello".into()]);
@@ -177,7 +186,7 @@ fn echo_hello_is_captured() {
 
 #[test]
 fn exit_code_passes_through() {
-    let Some(f) = Fixture::new("exit_code_passes_through") else {
+    let Some(f) = Fixture::new() else {
         return;
     };
     let (exit, _, err) = f.run_ok("exit7", &f.spec("exit 7"));
@@ -187,7 +196,7 @@ fn exit_code_passes_through() {
 
 #[test]
 fn capabilities_are_dockers_default_set() {
-    let Some(f) = Fixture::new("capabilities_are_dockers_default_set") else {
+    let Some(f) = Fixture::new() else {
         return;
     };
     let (exit, out, err) = f.run_ok("caps", &f.spec("cat /proc/self/status"));
@@ -206,7 +215,7 @@ fn capabilities_are_dockers_default_set() {
 
 #[test]
 fn seccomp_filter_is_installed_and_refuses_calls() {
-    let Some(f) = Fixture::new("seccomp_filter_is_installed_and_refuses_calls") else {
+    let Some(f) = Fixture::new() else {
         return;
     };
     let (exit, out, err) = f.run_ok("seccomp", &f.spec("grep Seccomp: /proc/self/status"));
@@ -226,7 +235,7 @@ fn seccomp_filter_is_installed_and_refuses_calls() {
 
 #[test]
 fn masked_readonly_paths_and_devices() {
-    let Some(f) = Fixture::new("masked_readonly_paths_and_devices") else {
+    let Some(f) = Fixture::new() else {
         return;
     };
     let (exit, out, err) = f.run_ok("kcore", &f.spec("cat /proc/kcore | wc -c"));
@@ -244,8 +253,11 @@ fn masked_readonly_paths_and_devices() {
     // opening it (no capability is needed to open a block device, so this is the cgroup).
     let dev = std::os::unix::fs::MetadataExt::dev(&fs::metadata("/").unwrap());
     let (major, minor) = (rustix::fs::major(dev), rustix::fs::minor(dev));
-    if major == 0 {
-        eprintln!("the root file system has no block device ({major}:{minor}); not checked");
+    let disk = requirements::condition(
+        "a block device under /",
+        (major == 0).then(|| format!("a block device under / (it is {major}:{minor})")),
+    );
+    if !requirements::require(&[disk]) {
         return;
     }
     let (exit, out, err) = f.run_ok(
@@ -264,7 +276,7 @@ fn masked_readonly_paths_and_devices() {
 
 #[test]
 fn env_cwd_user_and_hostname() {
-    let Some(f) = Fixture::new("env_cwd_user_and_hostname") else {
+    let Some(f) = Fixture::new() else {
         return;
     };
     let mut spec = f.spec(
@@ -299,7 +311,7 @@ fn env_cwd_user_and_hostname() {
 
 #[test]
 fn read_only_bind_mount_and_read_only_rootfs() {
-    let Some(f) = Fixture::new("read_only_bind_mount_and_read_only_rootfs") else {
+    let Some(f) = Fixture::new() else {
         return;
     };
     let data = f.dir.path().join("data");
@@ -328,7 +340,7 @@ fn read_only_bind_mount_and_read_only_rootfs() {
 
 #[test]
 fn network_host_and_none() {
-    let Some(f) = Fixture::new("network_host_and_none") else {
+    let Some(f) = Fixture::new() else {
         return;
     };
     let script = "readlink /proc/self/ns/net; grep -c : /proc/net/dev; grep -q ' lo:' /proc/net/dev && echo has-lo";
@@ -382,7 +394,7 @@ fn network_host_and_none() {
 
 #[test]
 fn cgroups_path_is_applied() {
-    let Some(f) = Fixture::new("cgroups_path_is_applied") else {
+    let Some(f) = Fixture::new() else {
         return;
     };
     let name = f.id("confidant-cg");
@@ -395,7 +407,7 @@ fn cgroups_path_is_applied() {
 
 #[test]
 fn runtime_failure_is_an_error_and_cleaned_up() {
-    let Some(f) = Fixture::new("runtime_failure_is_an_error_and_cleaned_up") else {
+    let Some(f) = Fixture::new() else {
         return;
     };
     let spec = BundleSpec::new(&f.rootfs, vec!["/no/such/program".into()]);
@@ -409,7 +421,7 @@ fn runtime_failure_is_an_error_and_cleaned_up() {
 
 #[test]
 fn kill_stops_a_running_container() {
-    let Some(f) = Fixture::new("kill_stops_a_running_container") else {
+    let Some(f) = Fixture::new() else {
         return;
     };
     let id = f.id("kill");
@@ -471,10 +483,10 @@ impl Drop for TmpfsMount {
 
 #[test]
 fn rootfs_on_a_tmpfs() {
-    let Some(f) = Fixture::new("rootfs_on_a_tmpfs") else {
+    let Some(f) = Fixture::new() else {
         return;
     };
-    let Some((_, busybox)) = prerequisites("rootfs_on_a_tmpfs") else {
+    let Some((_, busybox)) = prerequisites() else {
         return;
     };
     let mnt = f.dir.path().join("mem");
@@ -509,7 +521,7 @@ fn signal_forwarding_child() {
     let Some(dir) = std::env::var_os(CHILD_DIR_VAR).map(PathBuf::from) else {
         return;
     };
-    let (runc, busybox) = prerequisites("signal_forwarding_child").unwrap();
+    let (runc, busybox) = prerequisites().unwrap();
     let rootfs = dir.join("rootfs");
     make_rootfs(&busybox, &rootfs);
     let shared = dir.join("shared");
@@ -541,28 +553,18 @@ fn signal_forwarding_child() {
 
 #[test]
 fn sigterm_to_the_agent_is_forwarded_to_the_container() {
-    sigterm_to_the_agent(
-        "sigterm_to_the_agent_is_forwarded_to_the_container",
-        None,
-        "42",
-        "got-term",
-    );
+    sigterm_to_the_agent(None, "42", "got-term");
 }
 
 #[test]
 fn sigterm_to_the_agent_arrives_as_the_image_stop_signal() {
-    sigterm_to_the_agent(
-        "sigterm_to_the_agent_arrives_as_the_image_stop_signal",
-        Some("SIGQUIT"),
-        "43",
-        "got-quit",
-    );
+    sigterm_to_the_agent(Some("SIGQUIT"), "43", "got-quit");
 }
 
 /// Starts [`signal_forwarding_child`] as a separate agent process, sends it SIGTERM once its
 /// container runs, and checks the container's exit code and what it printed.
-fn sigterm_to_the_agent(test: &str, stop_signal: Option<&str>, code: &str, printed: &str) {
-    let Some((runc, _)) = prerequisites(test) else {
+fn sigterm_to_the_agent(stop_signal: Option<&str>, code: &str, printed: &str) {
+    let Some((runc, _)) = prerequisites() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

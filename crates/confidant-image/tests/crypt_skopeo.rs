@@ -3,8 +3,11 @@
 //! annotations; we encrypt a layer, write the layout by hand, and skopeo decrypts it back to the
 //! original bytes.
 //!
-//! Needs `/usr/bin/skopeo` and `openssl` (`apt-get install skopeo openssl`). Set
-//! `CONFIDANT_SKIP_SKOPEO_TESTS=1` to skip them on a machine without skopeo.
+//! Needs `/usr/bin/skopeo` and `openssl` (`make deps` installs them); fails naming what is
+//! missing otherwise (tests/requirements.rs).
+
+#[path = "../../../tests/requirements.rs"]
+mod requirements;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -24,17 +27,9 @@ const SKOPEO: &str = "/usr/bin/skopeo";
 const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 const GZIP_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
-/// Whether to run: true if skopeo is there; panics with instructions if it is not, unless the
-/// skip variable is set.
+/// Whether skopeo and openssl are there; fails the test if not (see [`requirements::require`]).
 fn skopeo_available() -> bool {
-    if Path::new(SKOPEO).exists() {
-        return true;
-    }
-    if std::env::var_os("CONFIDANT_SKIP_SKOPEO_TESTS").is_some() {
-        eprintln!("skipping: {SKOPEO} not installed and CONFIDANT_SKIP_SKOPEO_TESTS set");
-        return false;
-    }
-    panic!("{SKOPEO} not found: apt-get install skopeo, or set CONFIDANT_SKIP_SKOPEO_TESTS=1");
+    requirements::require(&[requirements::file(SKOPEO), requirements::program("openssl")])
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

@@ -3,6 +3,8 @@
 //! CA, and plain HTTP refused off loopback.
 
 mod registry_support;
+#[path = "../../../tests/requirements.rs"]
+mod requirements;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -64,6 +66,9 @@ fn client(registry: &Registry, credentials: Option<Credentials>) -> RegistryClie
 async fn basic_auth_is_refused_without_credentials_or_with_wrong_ones_and_accepted_with_right_ones()
 {
     let dir = tempfile::tempdir().unwrap();
+    if !registry_support::available() {
+        return;
+    }
     let registry = Registry::start(Config {
         htpasswd: Some(htpasswd_file(dir.path(), "alice", "s3cret")),
         ..Default::default()
@@ -100,6 +105,9 @@ async fn basic_auth_is_refused_without_credentials_or_with_wrong_ones_and_accept
 #[tokio::test]
 async fn credentials_are_read_from_a_docker_config_auth_file() {
     let dir = tempfile::tempdir().unwrap();
+    if !registry_support::available() {
+        return;
+    }
     let registry = Registry::start(Config {
         htpasswd: Some(htpasswd_file(dir.path(), "bob", "from-file")),
         ..Default::default()
@@ -300,6 +308,9 @@ fn token_registry(dir: &std::path::Path) -> (Registry, TokenServer) {
 
 #[tokio::test]
 async fn token_auth_fetches_one_bearer_token_per_scope_with_basic_credentials() {
+    if !registry_support::available() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let (registry, tokens) = token_registry(dir.path());
     let client = client(&registry, Some(Credentials::basic("carol", "t0ken-pw")));
@@ -329,6 +340,9 @@ async fn token_auth_fetches_one_bearer_token_per_scope_with_basic_credentials() 
 
 #[tokio::test]
 async fn token_auth_without_credentials_fails_saying_the_token_server_refused() {
+    if !registry_support::available() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let (registry, tokens) = token_registry(dir.path());
     let e = client(&registry, None)
@@ -349,6 +363,9 @@ async fn token_auth_without_credentials_fails_saying_the_token_server_refused() 
 async fn https_with_a_custom_ca_works_and_without_it_fails_saying_the_certificate_is_untrusted() {
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key) = tls_files(dir.path());
+    if !registry_support::available() {
+        return;
+    }
     let registry = Registry::start(Config {
         tls: Some((cert, key)),
         ..Default::default()
@@ -424,6 +441,9 @@ async fn plain_http_to_a_non_loopback_host_is_refused_before_any_connection() {
 
 #[tokio::test]
 async fn https_to_a_plain_http_registry_says_it_may_be_plain_http() {
+    if !registry_support::available() {
+        return;
+    }
     let registry = Registry::start(Config::default());
     let https = RegistryClient::new(RegistryOptions::default()).unwrap();
     let msg = https

@@ -3,6 +3,8 @@
 //! mounted blobs, and tampered content caught by its digest.
 
 mod registry_support;
+#[path = "../../../tests/requirements.rs"]
+mod requirements;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,6 +44,9 @@ async fn push_image(client: &RegistryClient, target: &ImageRef, image: &Image) -
 
 #[tokio::test]
 async fn pushes_by_tag_and_pulls_by_tag_and_digest_byte_identical() {
+    if !registry_support::available() {
+        return;
+    }
     let registry = Registry::start(Config::default());
     let client = plain_http_client();
     let image = oci_image("linux", "amd64", b"layer bytes of the round trip");
@@ -75,6 +80,9 @@ async fn pushes_by_tag_and_pulls_by_tag_and_digest_byte_identical() {
 
 #[tokio::test]
 async fn docker_schema2_manifests_and_lists_round_trip_with_their_media_types() {
+    if !registry_support::available() {
+        return;
+    }
     let registry = Registry::start(Config::default());
     let client = plain_http_client();
     let amd = docker_image("linux", "amd64", b"docker amd64 layer");
@@ -104,6 +112,9 @@ async fn docker_schema2_manifests_and_lists_round_trip_with_their_media_types() 
 
 #[tokio::test]
 async fn picks_each_platform_of_a_multi_arch_index() {
+    if !registry_support::available() {
+        return;
+    }
     let registry = Registry::start(Config::default());
     let client = plain_http_client();
     let amd = oci_image("linux", "amd64", b"amd64 layer");
@@ -178,6 +189,9 @@ impl tokio::io::AsyncRead for WatchedReader {
 
 #[tokio::test]
 async fn put_blob_skips_blobs_the_repository_already_has() {
+    if !registry_support::available() {
+        return;
+    }
     let registry = Registry::start(Config::default());
     let client = plain_http_client();
     let blob = Blob::new(b"a blob pushed twice".to_vec());
@@ -215,6 +229,9 @@ async fn put_blob_skips_blobs_the_repository_already_has() {
 
 #[tokio::test]
 async fn mounts_a_blob_from_another_repository_of_the_same_registry() {
+    if !registry_support::available() {
+        return;
+    }
     let registry = Registry::start(Config::default());
     let client = plain_http_client();
     let blob = Blob::new(b"shared base layer".to_vec());
@@ -249,6 +266,9 @@ async fn mounts_a_blob_from_another_repository_of_the_same_registry() {
 
 #[tokio::test]
 async fn rejects_a_blob_the_registry_serves_with_altered_bytes() {
+    if !registry_support::available() {
+        return;
+    }
     let registry = Registry::start(Config::default());
     let client = plain_http_client();
     let blob = Blob::new(b"the genuine layer content, 40 bytes long".to_vec());
@@ -286,6 +306,9 @@ async fn rejects_a_blob_the_registry_serves_with_altered_bytes() {
 
 #[tokio::test]
 async fn get_blob_refuses_a_blob_of_another_size_than_expected() {
+    if !registry_support::available() {
+        return;
+    }
     let registry = Registry::start(Config::default());
     let client = plain_http_client();
     let blob = Blob::new(vec![7u8; 1000]);
@@ -311,6 +334,9 @@ async fn get_blob_refuses_a_blob_of_another_size_than_expected() {
 
 #[tokio::test]
 async fn rejects_a_manifest_the_registry_serves_with_altered_bytes() {
+    if !registry_support::available() {
+        return;
+    }
     let registry = Registry::start(Config::default());
     let client = plain_http_client();
     let image = oci_image("linux", "amd64", b"layer");
@@ -343,6 +369,9 @@ async fn rejects_a_manifest_the_registry_serves_with_altered_bytes() {
 
 #[tokio::test]
 async fn put_blob_refuses_bytes_that_do_not_match_the_digest_and_the_registry_keeps_nothing() {
+    if !registry_support::available() {
+        return;
+    }
     let registry = Registry::start(Config::default());
     let client = plain_http_client();
     let claimed = Blob::new(b"what the digest says".to_vec());
@@ -383,6 +412,9 @@ async fn put_blob_refuses_bytes_that_do_not_match_the_digest_and_the_registry_ke
 
 #[tokio::test]
 async fn put_manifest_by_digest_refuses_bytes_of_another_digest() {
+    if !registry_support::available() {
+        return;
+    }
     let registry = Registry::start(Config::default());
     let client = plain_http_client();
     let image = oci_image("linux", "amd64", b"layer");
@@ -400,6 +432,9 @@ async fn put_manifest_by_digest_refuses_bytes_of_another_digest() {
 
 #[tokio::test]
 async fn missing_manifest_and_blob_errors_say_404_and_the_registrys_code() {
+    if !registry_support::available() {
+        return;
+    }
     let registry = Registry::start(Config::default());
     let client = plain_http_client();
     let image = oci_image("linux", "amd64", b"layer");
@@ -442,6 +477,9 @@ async fn missing_manifest_and_blob_errors_say_404_and_the_registrys_code() {
 
 #[test]
 fn blocking_client_pushes_from_a_file_and_pulls_into_a_writer() {
+    if !registry_support::available() {
+        return;
+    }
     let registry = Registry::start(Config::default());
     let client = BlockingRegistryClient::new(RegistryOptions {
         plain_http: true,

@@ -2,27 +2,23 @@
 //! and by us give the same tree: paths, types, modes, owners, link targets, contents and
 //! hardlink groups. The OCI layout umoci reads is written here by hand.
 
+#[path = "../../../tests/requirements.rs"]
+mod requirements;
 mod unpack_support;
 
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use confidant_image::unpack::{Budget, UnpackOptions, decompressing_reader, unpack_layer_at};
+use requirements::{program, require, root};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tar::EntryType;
-use unpack_support::{Layer, Raw, assert_same_listing, hardlink_groups, is_root, tree};
+use unpack_support::{Layer, Raw, assert_same_listing, hardlink_groups, tree};
 
 const LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-
-fn umoci() -> Option<PathBuf> {
-    ["/usr/bin/umoci", "/usr/local/bin/umoci"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-}
 
 /// A base layer the way a distribution image looks: merged-usr symlinks, setuid and setgid
 /// files, a sticky directory, owners other than root, hardlinks, a fifo.
@@ -173,12 +169,8 @@ fn write_layout(layout: &Path, layers: &[&[u8]]) -> Vec<Vec<u8>> {
 
 #[test]
 fn matches_umoci_on_a_realistic_image() {
-    let Some(umoci) = umoci() else {
-        eprintln!("SKIPPED: umoci is not installed (Debian package `umoci`)");
-        return;
-    };
-    if !is_root() {
-        eprintln!("SKIPPED: the comparison applies owners and setuid bits, which needs root");
+    // The comparison applies owners and setuid bits, which needs root.
+    if !require(&[program("umoci"), root()]) {
         return;
     }
     let work = tempfile::tempdir().unwrap();
@@ -187,7 +179,7 @@ fn matches_umoci_on_a_realistic_image() {
     let blobs = write_layout(&layout, &[&layers[0], &layers[1]]);
 
     let theirs = work.path().join("umoci-rootfs");
-    let output = Command::new(&umoci)
+    let output = Command::new("umoci")
         .args(["raw", "unpack", "--image"])
         .arg(format!("{}:test", layout.display()))
         .arg(&theirs)

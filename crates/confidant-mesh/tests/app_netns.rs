@@ -1,8 +1,11 @@
 //! The mesh in front of an app in its own network namespace (`MeshOptions::app_netns`): the
 //! app's port and the egress listener exist only inside that namespace, the TLS sides in the
-//! proxy's. Needs root and iproute2 (`ip netns`), as `confidant run` does.
+//! proxy's. Needs root and iproute2 (`ip netns`), as `confidant run` does; fails naming what is
+//! missing otherwise (tests/requirements.rs).
 
 mod common;
+#[path = "../../../tests/requirements.rs"]
+mod requirements;
 
 use std::fs::File;
 use std::net::TcpStream;
@@ -19,10 +22,10 @@ use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
 struct TestNetns(String);
 
 impl TestNetns {
-    /// `None` (after saying why) when not root: namespaces need CAP_SYS_ADMIN.
+    /// Fails the test without root (namespaces need CAP_SYS_ADMIN) or `ip`; `None` only when
+    /// skipping is allowed (see [`requirements::require`]).
     fn new(tag: &str) -> Option<TestNetns> {
-        if !rustix::process::geteuid().is_root() {
-            eprintln!("SKIP {tag}: not root (network namespaces need CAP_SYS_ADMIN)");
+        if !requirements::require(&[requirements::root(), requirements::program("ip")]) {
             return None;
         }
         let name = format!("confidant-mesh-test-{tag}-{}", std::process::id());

@@ -2,12 +2,14 @@
 //! every refusal (no client certificate, foreign CA, allow list, wrong peer workload).
 
 mod common;
+#[path = "../../../tests/requirements.rs"]
+mod requirements;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use confidant_mesh::{EgressConfig, IngressConfig, Mesh, MeshError};
@@ -477,13 +479,11 @@ fn mesh_can_be_started_and_stopped_inside_a_tokio_runtime() {
 #[test]
 fn redis_through_the_mesh() {
     init_logs();
-    if Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_err()
-        || Command::new("redis-cli").arg("--version").output().is_err()
-    {
-        eprintln!("skipped: redis-server or redis-cli not installed");
+    let needs = [
+        requirements::program("redis-server"),
+        requirements::program("redis-cli"),
+    ];
+    if !requirements::require(&needs) {
         return;
     }
     struct Redis(Child);
@@ -567,11 +567,12 @@ fn connections_between_machines_have_tcp_keepalive() {
             .expect("run ss (iproute2)");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
+    // Bounded: the assertions below say what ss showed last if it never settles.
+    let deadline = Instant::now() + Duration::from_secs(10);
     let mut text = tls_hop();
-    for _ in 0..50 {
-        if text.lines().count() == 2 && text.lines().all(|l| l.contains("timer:(keepalive,")) {
-            break;
-        }
+    while Instant::now() < deadline
+        && !(text.lines().count() == 2 && text.lines().all(|l| l.contains("timer:(keepalive,")))
+    {
         std::thread::sleep(Duration::from_millis(20));
         text = tls_hop();
     }

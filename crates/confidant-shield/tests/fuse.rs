@@ -1,7 +1,10 @@
 //! Real FUSE mounts (needs /dev/fuse and root or fusermount3): POSIX operations through
-//! `std::fs`, remounts, and SQLite's own integrity check.
+//! `std::fs`, remounts, and SQLite's own integrity check. A test whose requirements are missing
+//! fails naming them (tests/requirements.rs).
 
 mod common;
+#[path = "../../../tests/requirements.rs"]
+mod requirements;
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -9,9 +12,11 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::key;
 use confidant_shield::{LocalRootStore, MountHandle, MountOptions, RootStore, Volume, mount};
+use requirements::{Need, condition, file, program, require, root};
 
 struct Env {
     tmp: tempfile::TempDir,
@@ -19,9 +24,20 @@ struct Env {
 }
 
 impl Env {
-    fn new() -> Option<Self> {
-        if !Path::new("/dev/fuse").exists() {
-            eprintln!("skipped: no /dev/fuse");
+    /// A volume to mount when the machine has FUSE and `also`; fails the test otherwise, `None`
+    /// only when skipping is allowed (see [`require`]).
+    fn new(also: Vec<Need>) -> Option<Self> {
+        let (root, mounter) = (root(), program("fusermount3"));
+        let mut needs = vec![
+            file("/dev/fuse"),
+            condition(
+                "root or fusermount3",
+                (!root.is_met() && !mounter.is_met())
+                    .then(|| "root or fusermount3 (package fuse3)".into()),
+            ),
+        ];
+        needs.extend(also);
+        if !require(&needs) {
             return None;
         }
         let tmp = tempfile::tempdir().unwrap();
@@ -89,7 +105,7 @@ fn listing(root: &Path) -> Vec<String> {
 
 #[test]
 fn posix_operations_through_the_mount_survive_a_remount() {
-    let Some(env) = Env::new() else { return };
+    let Some(env) = Env::new(vec![]) else { return };
     let m = env.mnt();
     let before = {
         let h = env.mount(&MountOptions::default());
@@ -206,11 +222,9 @@ fn sqlite(db: &Path, sql: &str) -> String {
 
 #[test]
 fn sqlite_database_passes_integrity_check_after_remount() {
-    let Some(env) = Env::new() else { return };
-    if Command::new("sqlite3").arg("-version").output().is_err() {
-        eprintln!("skipped: no sqlite3");
+    let Some(env) = Env::new(vec![program("sqlite3")]) else {
         return;
-    }
+    };
     let db = env.mnt().join("app.db");
     for journal in ["DELETE", "WAL"] {
         let h = env.mount(&MountOptions::default());
@@ -251,7 +265,7 @@ fn sqlite_database_passes_integrity_check_after_remount() {
 
 #[test]
 fn writeback_cache_mount_round_trips() {
-    let Some(env) = Env::new() else { return };
+    let Some(env) = Env::new(vec![]) else { return };
     let opts = MountOptions {
         writeback_cache: true,
         ..MountOptions::default()
@@ -274,11 +288,9 @@ fn writeback_cache_mount_round_trips() {
 
 #[test]
 fn python_imports_modules_from_a_sealed_read_only_volume() {
-    let Some(env) = Env::new() else { return };
-    if Command::new("python3").arg("--version").output().is_err() {
-        eprintln!("skipped: no python3");
+    let Some(env) = Env::new(vec![program("python3")]) else {
         return;
-    }
+    };
     let src = tempfile::tempdir().unwrap();
     fs::create_dir_all(src.path().join("app/util")).unwrap();
     fs::write(src.path().join("app/__init__.py"), b"").unwrap();
@@ -329,15 +341,9 @@ fn python_imports_modules_from_a_sealed_read_only_volume() {
 
 #[test]
 fn redis_with_aof_keeps_its_data_across_restarts_and_remounts() {
-    let Some(env) = Env::new() else { return };
-    if Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipped: no redis-server");
+    let Some(env) = Env::new(vec![program("redis-server"), program("redis-cli")]) else {
         return;
-    }
+    };
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port().to_string()
@@ -351,7 +357,7 @@ fn redis_with_aof_keeps_its_data_across_restarts_and_remounts() {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
     let start = |mnt: &Path| {
-        let child = Command::new("redis-server")
+        let mut child = Command::new("redis-server")
             .args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
             .args(["--appendonly", "yes", "--appendfsync", "always"])
             .arg("--dir")
@@ -359,11 +365,15 @@ fn redis_with_aof_keeps_its_data_across_restarts_and_remounts() {
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        for _ in 0..100 {
-            if cli(&["ping"]) == "PONG" {
-                break;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while cli(&["ping"]) != "PONG" {
+            let exited = child.try_wait().unwrap();
+            if exited.is_some() || Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("redis-server on port {port} never answered PING (exit: {exited:?})");
             }
-            std::thread::sleep(std::time::Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(50));
         }
         child
     };

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -152,7 +152,25 @@ fn kill_9_during_a_storm_loses_no_acknowledged_write() {
                 }
             }));
         }
-        std::thread::sleep(Duration::from_millis(1500 + 500 * round));
+        // The load runs once each kind of write has been acknowledged (bounded wait) ...
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while generation.load(Ordering::SeqCst) == acked_generation
+            || token.load(Ordering::SeqCst) == acked_token
+            || activations.load(Ordering::SeqCst) == 0
+        {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: not every kind of write was acknowledged within 60 s \
+                 (manifest generation {}, token {}, activations {})",
+                generation.load(Ordering::SeqCst),
+                token.load(Ordering::SeqCst),
+                activations.load(Ordering::SeqCst)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // ... and then goes on for a time that differs per round, so that the SIGKILL lands at
+        // a different point of the write traffic: this sleep is the test's pacing, not a wait.
+        std::thread::sleep(Duration::from_millis(1000 + 500 * round));
         // SIGKILL while requests are in flight, then let the clients see the failures.
         let _ = coordinator.child.kill();
         let _ = coordinator.child.wait();

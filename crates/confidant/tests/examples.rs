@@ -3,38 +3,38 @@
 //! whose code exists only in the encrypted image. Each `examples/<app>/try.sh` starts its own
 //! coordinator, builds and encrypts the image, sets the manifest, runs `confidant run` (this
 //! binary), talks to the app with a client certificate from the coordinator, stops it and checks
-//! nothing is left mounted. Needs root and the Debian packages `make deps` installs.
+//! nothing is left mounted. Needs root and the Debian packages `make deps` installs; fails
+//! naming what is missing otherwise (tests/requirements.rs).
+
+#[path = "../../../tests/requirements.rs"]
+mod requirements;
 
 use std::path::Path;
 use std::process::Command;
 
+use requirements::{file, program, require, root};
+
+/// Whether the machine has what the four examples' try.sh scripts use; fails the test if not.
 fn ready() -> bool {
-    let root = std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false);
-    let have = |b: &str| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {b}")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    let tools = [
-        "runc",
-        "umoci",
-        "redis-server",
-        "nginx",
-        "memcached",
-        "jq",
-        "envsubst",
-        "curl",
-        "openssl",
-    ];
-    let missing: Vec<&str> = tools.iter().copied().filter(|t| !have(t)).collect();
-    if !root || !missing.is_empty() {
-        eprintln!("skipped: needs root and {missing:?}");
-        return false;
-    }
-    true
+    let mut needs = vec![root()];
+    needs.extend(
+        [
+            "runc",
+            "umoci",
+            "redis-server",
+            "redis-cli",
+            "nginx",
+            "memcached",
+            "jq",
+            "envsubst",
+            "curl",
+            "openssl",
+        ]
+        .map(program),
+    );
+    // examples/python/build-image.sh copies Debian's python3.11 into the image.
+    needs.push(file("/usr/bin/python3.11"));
+    require(&needs)
 }
 
 fn try_example(app: &str) {

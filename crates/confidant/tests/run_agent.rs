@@ -1,22 +1,28 @@
 //! `confidant run` with the real coordinator, runc and Redis: refused starts leave nothing
 //! behind (no mounts, processes or files), each with a clear reason; after a run no plaintext of
 //! the image or of any secret is on disk; the egress proxy refuses a peer with the wrong identity.
-//! Needs root, runc and redis-server (Debian packages); skips with a message otherwise.
+//! Needs root, runc, redis-server and umoci (Debian packages); fails naming what is missing otherwise
+//! (tests/requirements.rs).
 
 mod coord;
+#[path = "../../../tests/requirements.rs"]
+mod requirements;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
-use coord::{Client, confidant, have, indent, repo, setup};
+use coord::{Client, confidant, indent, repo, setup};
+use requirements::{program, require, root};
 
+/// Whether the machine has what these runs need; fails the test if not (see [`require`]).
 fn ready() -> bool {
-    if !(coord::is_root() && have("runc") && have("redis-server") && have("umoci")) {
-        eprintln!("skipped: needs root, runc, redis-server and umoci");
-        return false;
-    }
-    true
+    require(&[
+        root(),
+        program("runc"),
+        program("redis-server"),
+        program("umoci"),
+    ])
 }
 
 /// A coordinator with the Redis image built, encrypted for it, and a manifest template.

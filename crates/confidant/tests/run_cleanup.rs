@@ -3,10 +3,13 @@
 //! its runc container (still running) and an ephemeral volume's backing directory.
 //! `confidant cleanup` and the next `confidant run` undo all of it, and leave a run whose agent
 //! still runs alone. Redis with a `rollback_protected` and an `ephemeral` volume; needs root,
-//! /dev/fuse, runc, redis-server/redis-cli and umoci; skips with a message otherwise.
+//! /dev/fuse, runc, redis-server/redis-cli and umoci; fails naming what is missing otherwise
+//! (tests/requirements.rs).
 
 mod coord;
 mod redis_run;
+#[path = "../../../tests/requirements.rs"]
+mod requirements;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -4,18 +4,21 @@
 //! copy of the backing directory (restored after a later commit) is refused with exit 125,
 //! leaving nothing behind. And a Python app whose code exists only in a volume sealed on the host
 //! and registered with the coordinator by its owner. Needs root, /dev/fuse, runc,
-//! redis-server/redis-cli and umoci (and Debian's python3.11 and curl for the Python app); skips
-//! with a message otherwise.
+//! redis-server/redis-cli and umoci (and Debian's python3.11 and curl for the Python app); fails naming what is missing otherwise
+//! (tests/requirements.rs).
 
 mod coord;
 mod redis_run;
+#[path = "../../../tests/requirements.rs"]
+mod requirements;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use coord::{Client, confidant, indent, repo, run_ok, setup};
-use redis_run::{Running, have, prepare, ready};
+use redis_run::{Running, prepare, ready};
+use requirements::{file, program, require};
 use serde_json::Value;
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -215,11 +218,10 @@ def main():
 /// with a clear log line.
 #[test]
 fn a_python_app_imports_its_code_from_a_volume_sealed_on_the_host() {
-    if !ready() {
-        return;
-    }
-    if !Path::new("/usr/bin/python3.11").exists() || !have("curl") {
-        eprintln!("skipped: needs /usr/bin/python3.11 and curl");
+    // examples/python/build-image.sh copies Debian's python3.11 into the image.
+    let mut needs = redis_run::needs();
+    needs.extend([file("/usr/bin/python3.11"), program("curl")]);
+    if !require(&needs) {
         return;
     }
     let (port, listen) = (16484u16, 16485u16);

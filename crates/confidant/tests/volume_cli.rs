@@ -2,9 +2,12 @@
 //! real FUSE mounts: data survives a SIGTERM'd mount and a remount; a sealed directory reads
 //! back through a mount; a flipped byte fails `verify` (naming the file) and reads give EIO; an
 //! older copy of the backing directory restored after a later commit is refused; `inspect`
-//! works without the key. Needs root and /dev/fuse; skips with a message otherwise.
+//! works without the key. Needs root and /dev/fuse; fails naming what is missing otherwise
+//! (tests/requirements.rs).
 
 mod common;
+#[path = "../../../tests/requirements.rs"]
+mod requirements;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -12,16 +15,11 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{code, json, run_confidant};
+use requirements::{file, program, require, root};
 
+/// Whether the machine can mount volumes; fails the test if not (see [`require`]).
 fn ready() -> bool {
-    let root = std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false);
-    if !root || !Path::new("/dev/fuse").exists() {
-        eprintln!("skipped: needs root and /dev/fuse");
-        return false;
-    }
-    true
+    require(&[root(), file("/dev/fuse")])
 }
 
 fn mounted(mp: &Path) -> bool {
@@ -349,15 +347,7 @@ fn a_flipped_byte_fails_verify_and_reads_give_eio() {
 /// read-only; the module code is nowhere in plaintext in the backing directory.
 #[test]
 fn python_imports_its_modules_from_a_sealed_volume() {
-    if !ready() {
-        return;
-    }
-    let have_python = Command::new("python3")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !have_python {
-        eprintln!("skipped: needs python3");
+    if !require(&[root(), file("/dev/fuse"), program("python3")]) {
         return;
     }
     let t = tempfile::tempdir().unwrap();

@@ -35,8 +35,14 @@ pub struct Registry {
     pub dir: tempfile::TempDir,
 }
 
+/// Whether Debian's docker-registry is installed; fails the test if not (see
+/// [`crate::requirements::require`]).
+pub fn available() -> bool {
+    crate::requirements::require(&[crate::requirements::file(REGISTRY_BIN)])
+}
+
 impl Registry {
-    /// Starts a registry and waits (bounded) until it accepts connections.
+    /// Starts a registry (after [`available`]) and waits (bounded) until it accepts connections.
     pub fn start(config: Config) -> Registry {
         assert!(
             Path::new(REGISTRY_BIN).exists(),

@@ -32,11 +32,6 @@ fn global_probe_paths() -> Vec<PathBuf> {
     .collect()
 }
 
-/// Whether the process runs as root (the tests of ownership, devices and setuid need it).
-pub fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
 /// One tar entry, with every field settable, written with raw header bytes.
 #[derive(Debug, Clone)]
 pub struct Raw {

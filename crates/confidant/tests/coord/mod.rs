@@ -30,21 +30,6 @@ impl Drop for Coordinator {
     }
 }
 
-/// Whether `bin` is on the PATH.
-pub fn have(bin: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {bin}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// Whether the tests run as root (runc, mounts and namespaces need it).
-pub fn is_root() -> bool {
-    std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false)
-}
-
 /// Nothing of a `confidant run` is left under `run_dir`: no entry and no mount.
 pub fn assert_run_dir_clean(run_dir: &Path) {
     let entries: Vec<_> = std::fs::read_dir(run_dir)

@@ -3,27 +3,29 @@
 //! the background and redis-cli through the mesh.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::coord::{self, Client, confidant, indent, repo, run_ok, setup};
+use crate::requirements::{Need, file, program, require, root};
 use serde_json::Value;
 
-pub use crate::coord::have;
+/// What a Redis run with a protected volume needs from the machine.
+pub fn needs() -> Vec<Need> {
+    vec![
+        root(),
+        file("/dev/fuse"),
+        program("runc"),
+        program("redis-server"),
+        program("redis-cli"),
+        program("umoci"),
+    ]
+}
 
+/// Whether the machine has [`needs`]; fails the test if not (see [`require`]).
 pub fn ready() -> bool {
-    if !(coord::is_root()
-        && Path::new("/dev/fuse").exists()
-        && have("runc")
-        && have("redis-server")
-        && have("redis-cli")
-        && have("umoci"))
-    {
-        eprintln!("skipped: needs root, /dev/fuse, runc, redis-server, redis-cli and umoci");
-        return false;
-    }
-    true
+    require(&needs())
 }
 
 pub struct Setup {
