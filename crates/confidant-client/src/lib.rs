@@ -28,6 +28,7 @@ mod address;
 mod error;
 mod saved;
 mod trust;
+pub mod verify;
 
 use std::fmt;
 use std::sync::{Arc, Mutex};

@@ -8,8 +8,7 @@ use anyhow::Result;
 use clap::Args;
 pub use confidant_client::{
     Address, ApiError, Client, ClientError, ClientIdentity, INFO_FILE, INTERMEDIATE_FILE,
-    ROOT_FILE, Saved, SavedInfo, Trust, check_chain, check_name, one_certificate, random_bytes,
-    saved_dir, spki_der, spki_sha256, to_pem,
+    ROOT_FILE, Saved, SavedInfo, Trust, check_name, saved_dir, to_pem,
 };
 
 use crate::Format;
@@ -136,14 +135,4 @@ pub fn print_client_error(err: &anyhow::Error, format: Format) -> bool {
         }
     }
     true
-}
-
-/// Strips an optional `sha256:` from a digest and checks it is 32 bytes of hex.
-pub fn digest_bytes(what: &str, text: &str) -> Result<[u8; 32]> {
-    use anyhow::Context as _;
-    let hexpart = text.strip_prefix("sha256:").unwrap_or(text);
-    let bytes = hex::decode(hexpart).with_context(|| format!("{what} is not hex: {text:?}"))?;
-    bytes
-        .try_into()
-        .map_err(|v: Vec<u8>| anyhow::anyhow!("{what}: expected 32 bytes, got {}", v.len()))
 }

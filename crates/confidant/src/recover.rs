@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 use confidant_client::Trust;
 
 use crate::client::{Address, Client, CoordinatorArg, Saved};
-use crate::verify::{self, PolicyArgs};
+use crate::verify::{self, PolicyArgs, Report as _};
 use crate::{Format, Outcome};
 
 /// Arguments of `confidant recover`.
@@ -49,7 +49,7 @@ pub fn run(args: RecoverArgs, home: &Path, format: Format) -> Result<Outcome> {
         .reference_values(saved.as_ref().and_then(|s| s.info.as_ref()))?;
     let sim_keys = args.policy.sim_keys(home)?;
     let client = Client::new(&address, &Trust::FirstContact, None)?;
-    let mut att = verify::attest(&client, &address, home, &refs, &sim_keys)?;
+    let mut att = verify::attest(&client, home, &refs, &sim_keys)?;
     if args.policy.skips_measurement() {
         att.warnings.push(
             "the measurement was NOT checked (--insecure-skip-measurement): any code passes".into(),

@@ -19,11 +19,8 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
-use confidant_api::CoordinatorState;
+use confidant_attest::ReferenceValues;
 use confidant_attest::sim::{self, SimPlatform};
-use confidant_attest::verify::sim::SimVerifier;
-use confidant_attest::{Claims, Mismatch, Purpose, ReferenceValues, Tee, Verifiers};
-use rustls::pki_types::CertificateDer;
 use serde_json::{Value, json};
 
 use crate::client::{
@@ -132,55 +129,20 @@ fn load_reference_values(path: &Path) -> Result<ReferenceValues> {
     parsed.with_context(|| format!("reference values in {}", path.display()))
 }
 
-/// `GET attestation`'s answer.
-pub type AttestationAnswer = confidant_api::Attestation;
+/// The outcome of attesting the coordinator ([`confidant_client::verify`]), and how the CLI
+/// shows it.
+pub use confidant_client::verify::CoordinatorAttestation as Attestation;
 
-/// The outcome of attesting the coordinator.
-#[derive(Debug)]
-pub struct Attestation {
-    /// The answer as received.
-    pub answer: AttestationAnswer,
-    /// The claims, when the evidence verified.
-    pub claims: Option<Claims>,
-    /// Reference values, binding or certificate checks that failed.
-    pub mismatches: Vec<Mismatch>,
-    /// Why the evidence was not accepted (verification failures and mismatches).
-    pub reasons: Vec<String>,
-    /// Accepted, but worth telling.
-    pub warnings: Vec<String>,
-    /// The root CA, parsed.
-    pub root: Option<CertificateDer<'static>>,
-    /// The intermediate CA, parsed.
-    pub intermediate: Option<CertificateDer<'static>>,
-    /// The server's TLS certificate on the connection that answered.
-    pub leaf: CertificateDer<'static>,
-    /// When the evidence was verified.
-    pub verified_at: SystemTime,
+/// How `verify` and `recover` print an attestation.
+pub trait Report {
+    /// The report as JSON (`verify -o json`, `recover -o json`).
+    fn to_json(&self, address: &Address) -> Value;
+    /// The report for people; `extra` lines (`key  value`, indented) follow the fields.
+    fn print_human(&self, address: &Address, extra: &[String]);
 }
 
-impl Attestation {
-    /// True when the evidence verified and every check passed.
-    pub fn accepted(&self) -> bool {
-        self.claims.is_some() && self.reasons.is_empty()
-    }
-
-    /// The TEE of the evidence.
-    pub fn tee(&self) -> Tee {
-        self.answer.evidence.tee
-    }
-
-    /// Whether the coordinator runs on (or claims) the simulation TEE.
-    pub fn simulation(&self) -> bool {
-        self.tee().is_simulation() || self.answer.simulation
-    }
-
-    /// The launch measurement (hex), when the evidence verified.
-    pub fn measurement(&self) -> Option<String> {
-        self.claims.as_ref().map(|c| hex::encode(&c.measurement))
-    }
-
-    /// The report as JSON (`verify -o json`, `recover -o json`).
-    pub fn to_json(&self, address: &Address) -> Value {
+impl Report for Attestation {
+    fn to_json(&self, address: &Address) -> Value {
         json!({
             "verdict": if self.accepted() { "accepted" } else { "rejected" },
             "coordinator": address.authority,
@@ -197,8 +159,7 @@ impl Attestation {
         })
     }
 
-    /// The report for people; `extra` lines (`key  value`, indented) follow the fields.
-    pub fn print_human(&self, address: &Address, extra: &[String]) {
+    fn print_human(&self, address: &Address, extra: &[String]) {
         if self.simulation() {
             crate::outln!(
                 "*** SIMULATION: the coordinator's evidence is software-signed, no hardware protection ***"
@@ -236,140 +197,20 @@ fn rfc3339(t: SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// Fetches the coordinator's evidence for a fresh nonce on `client` and checks it (see the
-/// module documentation). Errors are transport or API errors; a judged, failed check is an
-/// [`Attestation`] that is not [`Attestation::accepted`].
+/// Attests the coordinator behind `client` ([`confidant_client::verify::attest`]).
 pub fn attest(
     client: &Client,
-    address: &Address,
     home: &Path,
     refs: &ReferenceValues,
     sim_keys: &[[u8; 32]],
 ) -> Result<Attestation> {
-    let nonce = client::random_bytes::<32>()?;
-    let answer = client.attestation(&nonce)?;
-    let leaf = answer
-        .peer_leaf
-        .clone()
-        .or_else(|| client.peer_chain().leaf)
-        .ok_or_else(|| anyhow!("the TLS connection did not show the server's certificate"))?;
-    let presented = client.peer_chain().intermediates;
-    let parsed: AttestationAnswer = answer.body;
-
-    let mut att = Attestation {
-        answer: parsed,
-        claims: None,
-        mismatches: Vec::new(),
-        reasons: Vec::new(),
-        warnings: Vec::new(),
-        root: None,
-        intermediate: None,
-        leaf,
-        verified_at: SystemTime::now(),
-    };
-    let a = &att.answer;
-    let root = a
-        .root_ca
-        .as_deref()
-        .map(|p| client::one_certificate("root_ca", p))
-        .transpose()?;
-    let intermediate = a
-        .intermediate_ca
-        .as_deref()
-        .map(|p| client::one_certificate("intermediate_ca", p))
-        .transpose()?;
-    let manifest_hash = match &a.manifest_hash {
-        Some(h) => client::digest_bytes("manifest_hash", h)?,
-        None => [0u8; 32],
-    };
-
-    // 1. Authenticity and reference values.
-    let mut verifiers = Verifiers::new();
-    if !sim_keys.is_empty() {
-        verifiers = verifiers.with_sim(SimVerifier::new(sim_keys.to_vec()));
-    }
-    match verifiers.verify(&a.evidence, att.verified_at) {
-        Ok(claims) => {
-            let appraisal = refs.appraise(&claims);
-            att.mismatches.extend(appraisal.mismatches);
-            att.warnings.extend(appraisal.warnings);
-            att.claims = Some(claims);
-        }
-        Err(e) => {
-            let mut reason = e.to_string();
-            if a.evidence.tee == Tee::Sim && sim_keys.is_empty() {
-                reason.push_str(&format!(
-                    "; SIMULATION evidence is trusted only with --sim-platform-key or the local \
-                     platform key in {}",
-                    SimPlatform::dir(home).join(sim::PUB_FILE).display()
-                ));
-            }
-            att.reasons.push(reason);
-        }
-    }
-    if a.simulation != a.evidence.tee.is_simulation() {
-        att.mismatches.push(Mismatch::new(
-            "simulation",
-            a.evidence.tee.is_simulation().to_string(),
-            a.simulation.to_string(),
-        ));
-    }
-
-    // 2. The binding of the nonce, the manifest and the key.
-    let leaf_spki = client::spki_der(&att.leaf)?;
-    let key = match (&root, a.state) {
-        (Some(r), _) => Some(client::spki_der(r)?),
-        (None, CoordinatorState::Recovery) => Some(leaf_spki.clone()),
-        (None, state) => {
-            let state = state.as_str();
-            att.reasons.push(format!(
-                "the answer has no root_ca although the coordinator is in state {state} \
-                 (only recovery seals it away)"
-            ));
-            None
-        }
-    };
-    if let (Some(claims), Some(key)) = (&att.claims, &key) {
-        let mut bound = nonce.to_vec();
-        bound.extend_from_slice(&manifest_hash);
-        if let Err(m) =
-            confidant_attest::check_binding(&claims.report_data, Purpose::Coordinator, &bound, key)
-        {
-            att.mismatches.push(m);
-        }
-    }
-    let leaf_digest = client::spki_sha256(&att.leaf)?;
-    {
-        let claimed = &a.tls_spki_sha256;
-        let claimed = claimed.strip_prefix("sha256:").unwrap_or(claimed);
-        if !claimed.eq_ignore_ascii_case(&leaf_digest) {
-            att.mismatches.push(Mismatch::new(
-                "tls_spki_sha256",
-                format!("{leaf_digest} (the certificate of this connection)"),
-                claimed.to_string(),
-            ));
-        }
-    }
-
-    // 3. The TLS certificate chains to the attested root.
-    if let Some(r) = &root
-        && let Err(e) =
-            client::check_chain(r, intermediate.as_ref(), &att.leaf, &presented, address)
-    {
-        att.mismatches.push(Mismatch::new(
-            "tls_certificate",
-            format!(
-                "a certificate for {} issued under the attested root CA",
-                address.host
-            ),
-            e.to_string(),
-        ));
-    }
-    let reasons: Vec<String> = att.mismatches.iter().map(ToString::to_string).collect();
-    att.reasons.extend(reasons);
-    att.root = root;
-    att.intermediate = intermediate;
-    Ok(att)
+    let hint = format!(
+        "--sim-platform-key or the local platform key in {}",
+        SimPlatform::dir(home).join(sim::PUB_FILE).display()
+    );
+    Ok(confidant_client::verify::attest(
+        client, refs, sim_keys, &hint,
+    )?)
 }
 
 /// Runs `confidant verify`.
@@ -378,7 +219,7 @@ pub fn run(args: VerifyArgs, home: &Path, format: Format) -> Result<Outcome> {
     let refs = args.policy.reference_values(None)?;
     let sim_keys = args.policy.sim_keys(home)?;
     let client = Client::new(&address, &Trust::FirstContact, None)?;
-    let mut att = attest(&client, &address, home, &refs, &sim_keys)?;
+    let mut att = attest(&client, home, &refs, &sim_keys)?;
     if args.policy.skips_measurement() {
         att.warnings.push(
             "the measurement was NOT checked (--insecure-skip-measurement): any code passes".into(),
