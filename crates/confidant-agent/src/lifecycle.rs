@@ -276,16 +276,18 @@ fn run_in(
     memfs: &MemFs,
     record: &mut RunRecord,
 ) -> Result<(u8, Vec<VolumeReport>), RunError> {
-    // The namespace is joined (and so removed on every path) before anything can fail.
+    // 3. The image, decrypted with the released layer keys, verified, unpacked into memory,
+    // while the app's network namespace is made; the namespace is joined whatever the unpack
+    // did, so that it is removed on every path.
+    let rootfs = memfs.path().join("rootfs");
+    let unpacked = image.unpack(keys, &rootfs);
     let netns = match making_netns {
         Some(making) => Some(making.join().map_err(|_| {
             RunError::Config("making the app's network namespace panicked".into())
         })??),
         None => None,
     };
-    // 3. The image, decrypted with the released layer keys, verified, unpacked into memory.
-    let rootfs = memfs.path().join("rootfs");
-    let image_config = image.unpack(keys, &rootfs)?;
+    let image_config = unpacked?;
     // 4. Parameters: rendered files (read-only binds from the tmpfs), env and args.
     let params = &activated.answer.parameters;
     let file_binds = files::bind_rendered_files(memfs.path(), &params.files)?;
