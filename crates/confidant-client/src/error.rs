@@ -13,7 +13,7 @@ pub enum ClientError {
     Transport(String),
     /// The coordinator answered with an error (non-2xx).
     #[error(transparent)]
-    Api(#[from] ApiError),
+    Api(Box<ApiError>),
     /// The coordinator answered 2xx, but not with what the API promises; names the field.
     #[error("{what}: the answer is not the API's: {problem}")]
     Answer {
@@ -33,6 +33,12 @@ pub enum ClientError {
         /// What failed.
         source: std::io::Error,
     },
+}
+
+impl From<ApiError> for ClientError {
+    fn from(e: ApiError) -> ClientError {
+        ClientError::Api(Box::new(e))
+    }
 }
 
 impl ClientError {
