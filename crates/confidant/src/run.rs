@@ -566,7 +566,7 @@ fn getrandom_fill(buf: &mut [u8]) -> Result<()> {
 fn released_keys(manifest_bytes: &[u8], layer_keys: &Value) -> Result<DecryptionKeys> {
     let mut keys = DecryptionKeys::default();
     let by_digest = layer_keys.as_object().cloned().unwrap_or_default();
-    for (_, digest, wrapped) in confidant_coordinator::core::wrapped_layer_keys(manifest_bytes)
+    for (_, digest, wrapped) in confidant_image::crypt::provider::wrapped_layer_keys(manifest_bytes)
         .map_err(|e| anyhow!("{e}"))?
     {
         let Some(opts) = by_digest.get(&digest) else {

@@ -34,7 +34,7 @@ use serde::Serialize;
 use crate::ca::CoordinatorCa;
 use crate::store::{DataKey, Store};
 
-pub use self::activation::{ActivateRequest, Activation, VolumeGrant, wrapped_layer_keys};
+pub use self::activation::{ActivateRequest, Activation, VolumeGrant};
 pub use self::audit::{AuditEntry, MAX_AUDIT_PAGE};
 pub use self::auth::Principal;
 pub use self::error::{CoreError, CoreResult, ErrorKind};
