@@ -22,6 +22,7 @@ mod hex_serde;
 pub mod reference;
 pub mod sim;
 pub mod tee;
+pub mod time;
 pub mod verify;
 
 pub use attester::Attester;

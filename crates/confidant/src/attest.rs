@@ -9,6 +9,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use confidant_attest::attester::detect::{DevicePaths, detect};
 use confidant_attest::attester::sim::SimAttester;
 use confidant_attest::sim::{self, SimPlatform};
+use confidant_attest::time::rfc3339;
 use confidant_attest::verify::sim::SimVerifier;
 use confidant_attest::{Attester, Claims, Evidence, Purpose, ReferenceValues, Tee, Verifiers};
 use serde_json::json;
@@ -287,10 +288,6 @@ fn parse_time(s: &str) -> Result<SystemTime, String> {
     })?;
     let secs = u64::try_from(t.timestamp()).map_err(|_| format!("{s} is before 1970"))?;
     Ok(UNIX_EPOCH + Duration::from_secs(secs))
-}
-
-fn rfc3339(t: SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// Reads a public key as SubjectPublicKeyInfo DER, from PEM (`PUBLIC KEY`) or DER.

@@ -20,6 +20,7 @@ use std::time::SystemTime;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use confidant_attest::sim::{self, SimPlatform};
+use confidant_attest::time::rfc3339;
 use confidant_attest::verify::sim::SimVerifier;
 use confidant_attest::{Claims, Evidence, Mismatch, Purpose, ReferenceValues, Tee, Verifiers};
 use rustls::pki_types::CertificateDer;
@@ -257,11 +258,6 @@ impl Attestation {
             crate::outln!("  - {r}");
         }
     }
-}
-
-/// A time as RFC 3339 UTC, to the second.
-fn rfc3339(t: SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// Fetches the coordinator's evidence for a fresh nonce on `client` and checks it (see the

@@ -168,12 +168,11 @@ fn check_collateral_window(tee: Tee, c: &Collateral, now: u64) -> Result<()> {
     Ok(())
 }
 
+/// Unix seconds as [`crate::time::rfc3339`] prints them.
 fn rfc3339(secs: u64) -> String {
-    i64::try_from(secs)
-        .ok()
-        .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_else(|| format!("{secs} (Unix seconds)"))
+    std::time::UNIX_EPOCH
+        .checked_add(std::time::Duration::from_secs(secs))
+        .map_or_else(|| format!("{secs} (Unix seconds)"), crate::time::rfc3339)
 }
 
 /// Rewrites webpki's `UnixTime(1775215317)` in error messages as RFC 3339 times.
