@@ -314,7 +314,9 @@ fn parse_hex(what: &str, s: &str) -> Result<Vec<u8>> {
     hex::decode(s.trim()).with_context(|| format!("{what} must be hex, got {s:?}"))
 }
 
-fn load_reference_values(path: &Path) -> Result<ReferenceValues> {
+/// Reads reference values from a YAML or JSON file (`--reference-values` of `attest verify` and
+/// `verify`).
+pub(crate) fn load_reference_values(path: &Path) -> Result<ReferenceValues> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let parsed = if text.trim_start().starts_with('{') {

@@ -64,7 +64,7 @@ impl PolicyArgs {
     /// unless --insecure-skip-measurement.
     pub fn reference_values(&self, saved: Option<&Value>) -> Result<ReferenceValues> {
         let mut refs = match &self.reference_values {
-            Some(p) => load_reference_values(p)?,
+            Some(p) => crate::attest::load_reference_values(p)?,
             None => ReferenceValues::default(),
         };
         if self.reference_values.is_none()
@@ -126,18 +126,6 @@ impl PolicyArgs {
     pub fn skips_measurement(&self) -> bool {
         self.insecure_skip_measurement
     }
-}
-
-/// Reads reference values from YAML or JSON.
-fn load_reference_values(path: &Path) -> Result<ReferenceValues> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let parsed = if text.trim_start().starts_with('{') {
-        serde_json::from_str(&text).map_err(|e| anyhow!("{e}"))
-    } else {
-        serde_yaml_ng::from_str(&text).map_err(|e| anyhow!("{e}"))
-    };
-    parsed.with_context(|| format!("reference values in {}", path.display()))
 }
 
 /// `GET attestation`'s answer.
