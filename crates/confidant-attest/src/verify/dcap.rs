@@ -11,7 +11,7 @@ use dcap_qvl::configs::RingConfig;
 use dcap_qvl::quote::{Quote, Report};
 use dcap_qvl::verify::QuoteVerifier;
 
-use crate::claims::{Claims, SgxFields, TdxFields, TeeFields};
+use crate::claims::{Claims, InspectedClaims, SgxFields, TdxFields, TeeFields};
 use crate::error::{Error, Result};
 use crate::evidence::Evidence;
 use crate::tee::Tee;
@@ -204,15 +204,15 @@ fn quote_version(raw: &[u8]) -> u16 {
     u16::from_le_bytes([raw[0], raw[1]])
 }
 
-/// Claims of a quote without verifying it (for `inspect`).
-pub fn inspect(raw: &[u8]) -> Result<Claims> {
+/// What a quote says, without verifying it ([`InspectedClaims`]).
+pub fn inspect(raw: &[u8]) -> Result<InspectedClaims> {
     let (tee, quote) = parse_quote(raw)?;
-    Ok(report_claims(
+    Ok(InspectedClaims::new(report_claims(
         tee,
         quote.header.version,
         &quote.report,
         false,
-    ))
+    )))
 }
 
 fn report_claims(tee: Tee, quote_version: u16, report: &Report, verified: bool) -> Claims {
