@@ -6,7 +6,7 @@
 
 use confidant_coordinator::api::{parse_activate_request, parse_volume_commit};
 use confidant_coordinator::ca::csr_spki_sha256;
-use confidant_coordinator::core::wrapped_layer_keys;
+use confidant_image::crypt::provider::wrapped_layer_keys;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
     // Verify against the collateral of the quote's own kind, so mutated quotes of either kind
     // reach past the FMSPC/collateral match into TCB, QE identity and signature checks.
     let collateral = match &parsed {
-        Ok(c) if c.tee == Tee::Sgx => &*SGX_COLLATERAL,
+        Ok(c) if c.tee() == Tee::Sgx => &*SGX_COLLATERAL,
         _ => &*TDX_COLLATERAL,
     };
     let verified = DCAP.verify_quote(data, collateral, at(DCAP_NOW_SECS));

@@ -119,51 +119,29 @@ pub fn released_keys(
     layer_keys: &BTreeMap<String, LayerKey>,
 ) -> Result<DecryptionKeys, ImageError> {
     let mut keys = DecryptionKeys::default();
-    let wrapped = wrapped_layer_keys(manifest)?;
-    for w in wrapped {
-        let Some(released) = layer_keys.get(&w.digest) else {
-            return Err(ImageError::NoKey(w.digest));
+    let wrapped = confidant_image::crypt::provider::wrapped_layer_keys(manifest).map_err(|e| {
+        ImageError::Image {
+            what: "the image manifest's layer keys",
+            source: confidant_image::Error::malformed("image manifest", e.to_string()),
+        }
+    })?;
+    for (_, digest, annotation) in wrapped {
+        let Some(released) = layer_keys.get(&digest) else {
+            return Err(ImageError::NoKey(digest));
         };
         let json =
             Zeroizing::new(
                 serde_json::to_vec(released).map_err(|e| ImageError::BadKey {
-                    layer: w.digest.clone(),
+                    layer: digest.clone(),
                     reason: e.to_string(),
                 })?,
             );
         let private =
             PrivateLayerBlockCipherOptions::from_json(&json).map_err(|e| ImageError::BadKey {
-                layer: w.digest.clone(),
+                layer: digest.clone(),
                 reason: e.to_string(),
             })?;
-        keys.released.insert(w.annotation, private);
+        keys.released.insert(annotation, private);
     }
     Ok(keys)
-}
-
-// TEMPORARY until the image crate's own parser lands (h/deps-down).
-struct Wrapped {
-    digest: String,
-    annotation: String,
-}
-
-fn wrapped_layer_keys(manifest: &[u8]) -> Result<Vec<Wrapped>, ImageError> {
-    let m: oci_spec::image::ImageManifest =
-        serde_json::from_slice(manifest).map_err(|e| ImageError::Image {
-            what: "the image manifest",
-            source: confidant_image::Error::malformed("image manifest", e.to_string()),
-        })?;
-    Ok(m.layers()
-        .iter()
-        .filter_map(|l| {
-            let a = l
-                .annotations()
-                .as_ref()?
-                .get(confidant_image::crypt::provider::ANNOTATION)?;
-            Some(Wrapped {
-                digest: l.digest().to_string(),
-                annotation: a.clone(),
-            })
-        })
-        .collect())
 }

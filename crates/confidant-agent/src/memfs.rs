@@ -133,13 +133,7 @@ pub fn parse_size(s: &str) -> Result<u64> {
 
 /// Whether `path` is a mount point (per /proc/self/mountinfo).
 pub fn is_mounted(path: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let want = path.to_string_lossy();
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .any(|mp| mp == want)
+    confidant_shield::mountinfo::is_mounted(path)
 }
 
 #[cfg(test)]

@@ -9,12 +9,17 @@ use serde::{Deserialize, Serialize};
 use crate::hex_serde;
 use crate::tee::Tee;
 
-/// The claims one piece of evidence makes, after (or, for `inspect`, without) verification.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The claims one piece of evidence makes, after verification: only this crate's verifiers
+/// ([`crate::Verifier`]) make them (the struct is `#[non_exhaustive]` and not deserializable),
+/// so a `Claims` value outside this crate is always a verifier's verdict. Evidence read without
+/// verifying it gives [`InspectedClaims`], which reference values do not accept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Claims {
     /// Which TEE produced the evidence.
     pub tee: Tee,
-    /// Whether the claims were verified. `false` only for [`crate::inspect`] output.
+    /// Whether the claims were verified: always `true` outside this crate (kept for the JSON
+    /// form, where inspected claims say `false`).
     pub verified: bool,
     /// The launch measurement: MRENCLAVE (SGX), MRTD (TDX), MEASUREMENT (SNP), or the hash of what
     /// the simulation platform launched (sim).
@@ -41,6 +46,81 @@ pub struct Claims {
     /// Raw per-TEE fields.
     #[serde(flatten)]
     pub fields: TeeFields,
+}
+
+/// What evidence says about itself, read without verifying anything ([`crate::inspect`],
+/// `confidant attest inspect`): the same fields as [`Claims`], readable but not usable as
+/// claims. Reference values appraise only [`Claims`]:
+///
+/// ```compile_fail
+/// # use confidant_attest::{Evidence, ReferenceValues};
+/// # fn f(evidence: &Evidence) {
+/// let inspected = confidant_attest::inspect(evidence).unwrap();
+/// ReferenceValues::default().appraise(&inspected); // expected `&Claims`
+/// # }
+/// ```
+///
+/// Its JSON form is that of [`Claims`] with `"verified": false`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct InspectedClaims(Claims);
+
+impl InspectedClaims {
+    /// Wraps claims made without verification (marking them unverified).
+    pub(crate) fn new(mut claims: Claims) -> InspectedClaims {
+        claims.verified = false;
+        InspectedClaims(claims)
+    }
+
+    /// Which TEE the evidence says produced it.
+    pub fn tee(&self) -> Tee {
+        self.0.tee
+    }
+
+    /// The launch measurement the evidence states (see [`Claims::measurement`]).
+    pub fn measurement(&self) -> &[u8] {
+        &self.0.measurement
+    }
+
+    /// Who the evidence says vouches for the code (see [`Claims::signer`]).
+    pub fn signer(&self) -> Option<&[u8]> {
+        self.0.signer.as_deref()
+    }
+
+    /// The product id the evidence states.
+    pub fn product_id(&self) -> Option<u32> {
+        self.0.product_id
+    }
+
+    /// The workload security version the evidence states.
+    pub fn svn(&self) -> Option<u32> {
+        self.0.svn
+    }
+
+    /// Whether the evidence says the TEE runs in debug mode.
+    pub fn debug(&self) -> bool {
+        self.0.debug
+    }
+
+    /// The Intel TCB status: `None` (only verification against collateral establishes it).
+    pub fn tcb_status(&self) -> Option<&str> {
+        self.0.tcb_status.as_deref()
+    }
+
+    /// Intel security advisories: empty (only verification establishes them).
+    pub fn advisory_ids(&self) -> &[String] {
+        &self.0.advisory_ids
+    }
+
+    /// The report data the evidence carries.
+    pub fn report_data(&self) -> &[u8; 64] {
+        &self.0.report_data
+    }
+
+    /// The raw per-TEE fields the evidence states.
+    pub fn fields(&self) -> &TeeFields {
+        &self.0.fields
+    }
 }
 
 /// The raw fields of each kind of evidence.

@@ -22,34 +22,37 @@ mod hex_serde;
 pub mod reference;
 pub mod sim;
 pub mod tee;
+pub mod time;
 pub mod verify;
 
 pub use attester::Attester;
 pub use binding::{Purpose, check_binding, report_data};
-pub use claims::{Claims, TeeFields};
+pub use claims::{Claims, InspectedClaims, TeeFields};
 pub use error::{Error, Result};
 pub use evidence::{Endorsements, Evidence, detect_tee};
 pub use reference::{Appraisal, Mismatch, ReferenceValues};
 pub use tee::Tee;
 pub use verify::{Verifier, Verifiers};
 
-/// Parses evidence and returns its claims without verifying anything (`verified: false`).
-pub fn inspect(evidence: &Evidence) -> Result<Claims> {
+/// Parses evidence and returns what it claims without verifying anything: [`InspectedClaims`],
+/// never [`Claims`].
+pub fn inspect(evidence: &Evidence) -> Result<InspectedClaims> {
     match evidence.tee {
         Tee::Sgx | Tee::Tdx => {
             let claims = verify::dcap::inspect(&evidence.evidence)?;
-            if claims.tee != evidence.tee {
+            if claims.tee() != evidence.tee {
                 return Err(Error::malformed(
                     "DCAP quote",
                     format!(
                         "evidence says {} but the quote is a {} quote",
-                        evidence.tee, claims.tee
+                        evidence.tee,
+                        claims.tee()
                     ),
                 ));
             }
             Ok(claims)
         }
         Tee::Snp => verify::snp::inspect(&evidence.evidence),
-        Tee::Sim => Ok(sim::SimReport::parse(&evidence.evidence)?.claims(false)),
+        Tee::Sim => Ok(sim::SimReport::parse(&evidence.evidence)?.inspect()),
     }
 }

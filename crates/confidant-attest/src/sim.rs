@@ -11,7 +11,7 @@ use ring::rand::SystemRandom;
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use sha2::{Digest, Sha256};
 
-use crate::claims::{Claims, SimFields, TeeFields};
+use crate::claims::{Claims, InspectedClaims, SimFields, TeeFields};
 use crate::error::{Error, Result};
 use crate::tee::Tee;
 
@@ -177,9 +177,15 @@ impl SimReport {
             })
     }
 
-    /// The claims this report makes (unverified: call [`SimReport::verify_signature`] and check
-    /// the platform key first).
-    pub fn claims(&self, verified: bool) -> Claims {
+    /// What this report says, unverified (the simulation verifier checks the signature and the
+    /// platform key: [`crate::verify::sim::SimVerifier`]).
+    pub fn inspect(&self) -> InspectedClaims {
+        InspectedClaims::new(self.claims(false))
+    }
+
+    /// The claims this report makes; `verified` only after [`SimReport::verify_signature`] and
+    /// the platform key check.
+    pub(crate) fn claims(&self, verified: bool) -> Claims {
         Claims {
             tee: Tee::Sim,
             verified,

@@ -298,8 +298,8 @@ impl GramineFixture {
 
 fn assert_report_data(evidence: &Evidence, want: &[u8; 64]) {
     let claims = inspect(evidence).unwrap();
-    assert_eq!(claims.tee, evidence.tee);
-    assert_eq!(hex::encode(claims.report_data), hex::encode(want));
+    assert_eq!(claims.tee(), evidence.tee);
+    assert_eq!(hex::encode(claims.report_data()), hex::encode(want));
 }
 
 #[test]

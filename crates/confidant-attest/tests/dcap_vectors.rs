@@ -257,11 +257,10 @@ fn inspect_reads_fields_without_collateral() {
     let ev = Evidence::decode(&read("tdx/quote.bin"), None).unwrap();
     assert_eq!(ev.tee, Tee::Tdx);
     let claims = confidant_attest::inspect(&ev).unwrap();
-    assert!(!claims.verified);
-    assert!(claims.tcb_status.is_none());
-    // Unverified claims never pass an appraisal.
-    let a = ReferenceValues::default().appraise(&claims);
-    assert!(a.mismatches.iter().any(|m| m.field == "verified"));
+    assert_eq!(serde_json::to_value(&claims).unwrap()["verified"], false);
+    assert!(claims.tcb_status().is_none());
+    // Unverified claims are never appraised: `appraise` takes only verifiers' `Claims` (see the
+    // `compile_fail` example on `InspectedClaims`).
 }
 
 #[test]

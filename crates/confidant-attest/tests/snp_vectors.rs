@@ -122,7 +122,11 @@ fn position(haystack: &[u8], needle: &[u8]) -> usize {
 }
 
 fn snp_fields(claims: &Claims) -> &confidant_attest::claims::SnpFields {
-    match &claims.fields {
+    snp_of(&claims.fields)
+}
+
+fn snp_of(fields: &TeeFields) -> &confidant_attest::claims::SnpFields {
+    match fields {
         TeeFields::Snp(s) => s,
         other => panic!("expected SNP fields, got {other:?}"),
     }
@@ -186,14 +190,10 @@ fn inspected_claims_equal_verified_ones_except_verified() {
         .unwrap()
         .claims;
     let inspected = snp::inspect(&report()).unwrap();
-    assert!(!inspected.verified);
-    assert_eq!(
-        Claims {
-            verified: true,
-            ..inspected.clone()
-        },
-        verified
-    );
+    let mut json = serde_json::to_value(&inspected).unwrap();
+    assert_eq!(json["verified"], false);
+    json["verified"] = true.into();
+    assert_eq!(json, serde_json::to_value(&verified).unwrap());
     assert_eq!(
         confidant_attest::inspect(&evidence(report(), None, None)).unwrap(),
         inspected
@@ -264,7 +264,7 @@ fn rejects_unsigned_report_saying_so() {
     let reason = rejection(verify(&evidence(raw.clone(), Some(vcek()), None)));
     assert!(reason.contains("not signed"), "{reason}");
     let inspected = snp::inspect(&raw).unwrap();
-    assert_eq!(snp_fields(&inspected).signing_key, "none");
+    assert_eq!(snp_of(inspected.fields()).signing_key, "none");
 }
 
 #[test]
@@ -560,9 +560,5 @@ fn reference_values_report_tcb_below_minimum() {
     );
 }
 
-#[test]
-fn reference_values_refuse_inspected_claims() {
-    let refs = snp_refs(SnpReference::default());
-    let appraisal = refs.appraise(&snp::inspect(&report()).unwrap());
-    assert_eq!(appraisal.mismatches[0].field, "verified");
-}
+// Reference values refuse inspected claims: `appraise` takes only `Claims`, which only verifiers
+// make (the `compile_fail` example on `InspectedClaims` checks that it does not compile).

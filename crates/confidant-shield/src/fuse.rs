@@ -515,7 +515,7 @@ impl MountHandle {
             // The kernel refuses an unmount for a moment after the last file was closed (FUSE
             // releases files asynchronously): retry, then detach lazily. Either way, wait for
             // the session to end, so that no other thread still holds the volume.
-            let mut unmounted = !is_mounted(&self.mountpoint);
+            let mut unmounted = !is_fuse_mounted(&self.mountpoint);
             for _ in 0..50 {
                 if unmounted {
                     break;
@@ -554,16 +554,13 @@ fn fusermount(args: &[&str], mountpoint: &Path) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Whether `mountpoint` is a FUSE mount point (per `/proc/self/mounts`).
-fn is_mounted(mountpoint: &Path) -> bool {
+/// Whether a FUSE file system is mounted at `mountpoint` (per the mount table).
+fn is_fuse_mounted(mountpoint: &Path) -> bool {
     let target = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_path_buf());
-    let target = target.to_string_lossy().replace(' ', "\\040");
-    std::fs::read_to_string("/proc/self/mounts").is_ok_and(|m| {
-        m.lines().any(|l| {
-            let mut f = l.split(' ');
-            let (_, point, kind) = (f.next(), f.next(), f.next());
-            point == Some(target.as_str()) && kind.is_some_and(|k| k.starts_with("fuse"))
-        })
+    crate::mountinfo::read().is_ok_and(|mounts| {
+        mounts
+            .iter()
+            .any(|m| m.mount_point == target && m.is_fuse())
     })
 }
 

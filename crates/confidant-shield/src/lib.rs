@@ -5,6 +5,7 @@
 //! - [`Volume`]: the engine — tree, chunked AES-256-GCM file data, hash chain, commit protocol.
 //! - [`roots`]: the trusted `(version, root)` of a volume ([`RootStore`]) and two stores.
 //! - [`fuse`]: the FUSE adapter over a [`Volume`].
+//! - [`mountinfo`]: this process's mount table (`/proc/self/mountinfo`), escapes decoded.
 //!
 //! The byte layouts, key derivation and what is *not* protected are in
 //! `docs/formats/volume.md`.
@@ -16,6 +17,7 @@ mod crypto;
 mod error;
 pub mod format;
 pub mod fuse;
+pub mod mountinfo;
 pub mod roots;
 mod volume;
 

@@ -9,6 +9,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use confidant_attest::attester::detect::{DevicePaths, detect};
 use confidant_attest::attester::sim::SimAttester;
 use confidant_attest::sim::{self, SimPlatform};
+use confidant_attest::time::rfc3339;
 use confidant_attest::verify::sim::SimVerifier;
 use confidant_attest::{Attester, Claims, Evidence, Purpose, ReferenceValues, Tee, Verifiers};
 use serde_json::json;
@@ -289,10 +290,6 @@ fn parse_time(s: &str) -> Result<SystemTime, String> {
     Ok(UNIX_EPOCH + Duration::from_secs(secs))
 }
 
-fn rfc3339(t: SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
 /// Reads a public key as SubjectPublicKeyInfo DER, from PEM (`PUBLIC KEY`) or DER.
 fn read_spki(path: &Path) -> Result<Vec<u8>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -317,7 +314,9 @@ fn parse_hex(what: &str, s: &str) -> Result<Vec<u8>> {
     hex::decode(s.trim()).with_context(|| format!("{what} must be hex, got {s:?}"))
 }
 
-fn load_reference_values(path: &Path) -> Result<ReferenceValues> {
+/// Reads reference values from a YAML or JSON file (`--reference-values` of `attest verify` and
+/// `verify`).
+pub(crate) fn load_reference_values(path: &Path) -> Result<ReferenceValues> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let parsed = if text.trim_start().starts_with('{') {

@@ -15,12 +15,12 @@
 //! command pins it.
 
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use confidant_attest::ReferenceValues;
 use confidant_attest::sim::{self, SimPlatform};
+use confidant_attest::time::rfc3339;
 use serde_json::{Value, json};
 
 use crate::client::{
@@ -60,7 +60,7 @@ impl PolicyArgs {
     /// unless --insecure-skip-measurement.
     pub fn reference_values(&self, saved: Option<&client::SavedInfo>) -> Result<ReferenceValues> {
         let mut refs = match &self.reference_values {
-            Some(p) => load_reference_values(p)?,
+            Some(p) => crate::attest::load_reference_values(p)?,
             None => ReferenceValues::default(),
         };
         if self.reference_values.is_none()
@@ -115,18 +115,6 @@ impl PolicyArgs {
     pub fn skips_measurement(&self) -> bool {
         self.insecure_skip_measurement
     }
-}
-
-/// Reads reference values from YAML or JSON.
-fn load_reference_values(path: &Path) -> Result<ReferenceValues> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let parsed = if text.trim_start().starts_with('{') {
-        serde_json::from_str(&text).map_err(|e| anyhow!("{e}"))
-    } else {
-        serde_yaml_ng::from_str(&text).map_err(|e| anyhow!("{e}"))
-    };
-    parsed.with_context(|| format!("reference values in {}", path.display()))
 }
 
 /// The outcome of attesting the coordinator ([`confidant_client::verify`]), and how the CLI
@@ -190,11 +178,6 @@ impl Report for Attestation {
             crate::outln!("  - {r}");
         }
     }
-}
-
-/// A time as RFC 3339 UTC, to the second.
-fn rfc3339(t: SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// Attests the coordinator behind `client` ([`confidant_client::verify::attest`]).

@@ -260,24 +260,6 @@ fn create(a: CreateArgs, format: Format) -> Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
-/// Whether `mountpoint` is a mount point in this mount namespace.
-fn is_mounted(mountpoint: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let want = mountpoint.to_string_lossy();
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .any(|m| unescape_mountinfo(m) == want)
-}
-
-fn unescape_mountinfo(s: &str) -> String {
-    s.replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
-}
-
 fn mount(a: MountArgs, format: Format) -> Result<Outcome> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     // Signals are taken over before anything is mounted: from here on they end the mount
@@ -317,7 +299,7 @@ fn mount(a: MountArgs, format: Format) -> Result<Outcome> {
     while signal.is_none() {
         signal = signals.pending().next();
         if signal.is_none() {
-            if !is_mounted(&mountpoint) {
+            if !confidant_shield::mountinfo::is_mounted(&mountpoint) {
                 break; // unmounted from outside (fusermount3 -u)
             }
             std::thread::sleep(Duration::from_millis(100));

@@ -97,20 +97,20 @@ impl Attester for GramineAttester {
                 Err(e) => return Err(Error::io("reading", &quote_path, e)),
             };
             let claims = crate::verify::dcap::inspect(&quote)?;
-            if claims.tee != Tee::Sgx {
+            if claims.tee() != Tee::Sgx {
                 return Err(Error::malformed(
                     "Gramine quote",
                     format!(
                         "{} holds a {} quote, expected sgx",
                         quote_path.display(),
-                        claims.tee
+                        claims.tee()
                     ),
                 ));
             }
-            if &claims.report_data == report_data {
+            if claims.report_data() == report_data {
                 Ok(Some(quote))
             } else {
-                last_seen = Some(claims.report_data);
+                last_seen = Some(*claims.report_data());
                 Ok(None)
             }
         })?;

@@ -274,7 +274,7 @@ fn check_outblob(tee: Tee, path: &Path, outblob: &[u8], report_data: &[u8; 64]) 
             rd.copy_from_slice(&outblob[SNP_REPORT_DATA_OFFSET..SNP_REPORT_DATA_OFFSET + 64]);
             rd
         }
-        _ => crate::verify::dcap::inspect(outblob)?.report_data,
+        _ => *crate::verify::dcap::inspect(outblob)?.report_data(),
     };
     if &got != report_data {
         return Err(Error::malformed(

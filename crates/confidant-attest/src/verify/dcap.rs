@@ -11,7 +11,7 @@ use dcap_qvl::configs::RingConfig;
 use dcap_qvl::quote::{Quote, Report};
 use dcap_qvl::verify::QuoteVerifier;
 
-use crate::claims::{Claims, SgxFields, TdxFields, TeeFields};
+use crate::claims::{Claims, InspectedClaims, SgxFields, TdxFields, TeeFields};
 use crate::error::{Error, Result};
 use crate::evidence::Evidence;
 use crate::tee::Tee;
@@ -168,12 +168,11 @@ fn check_collateral_window(tee: Tee, c: &Collateral, now: u64) -> Result<()> {
     Ok(())
 }
 
+/// Unix seconds as [`crate::time::rfc3339`] prints them.
 fn rfc3339(secs: u64) -> String {
-    i64::try_from(secs)
-        .ok()
-        .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_else(|| format!("{secs} (Unix seconds)"))
+    std::time::UNIX_EPOCH
+        .checked_add(std::time::Duration::from_secs(secs))
+        .map_or_else(|| format!("{secs} (Unix seconds)"), crate::time::rfc3339)
 }
 
 /// Rewrites webpki's `UnixTime(1775215317)` in error messages as RFC 3339 times.
@@ -205,15 +204,15 @@ fn quote_version(raw: &[u8]) -> u16 {
     u16::from_le_bytes([raw[0], raw[1]])
 }
 
-/// Claims of a quote without verifying it (for `inspect`).
-pub fn inspect(raw: &[u8]) -> Result<Claims> {
+/// What a quote says, without verifying it ([`InspectedClaims`]).
+pub fn inspect(raw: &[u8]) -> Result<InspectedClaims> {
     let (tee, quote) = parse_quote(raw)?;
-    Ok(report_claims(
+    Ok(InspectedClaims::new(report_claims(
         tee,
         quote.header.version,
         &quote.report,
         false,
-    ))
+    )))
 }
 
 fn report_claims(tee: Tee, quote_version: u16, report: &Report, verified: bool) -> Claims {

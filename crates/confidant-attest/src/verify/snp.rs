@@ -24,7 +24,7 @@ use std::time::SystemTime;
 use ring::signature::{ECDSA_P384_SHA384_FIXED, UnparsedPublicKey};
 use x509_cert::Certificate;
 
-use crate::claims::{Claims, SnpFields, SnpTcb, TeeFields};
+use crate::claims::{Claims, InspectedClaims, SnpFields, SnpTcb, TeeFields};
 use crate::error::{Error, Result};
 use crate::evidence::Evidence;
 use crate::reference::SNP_POLICY_DEBUG;
@@ -197,12 +197,15 @@ impl Verifier for SnpVerifier {
     }
 }
 
-/// Claims of a report without verifying it (`verified: false`).
+/// What a report says, without verifying it ([`InspectedClaims`]).
 ///
 /// The TCB layout is taken from the report's CPUID fields (version 3 and later) or, for
 /// version 2, from the shape of CHIP_ID; the signature is not checked.
-pub fn inspect(raw: &[u8]) -> Result<Claims> {
-    Ok(claims(&Report::parse(raw, None)?, false))
+pub fn inspect(raw: &[u8]) -> Result<InspectedClaims> {
+    Ok(InspectedClaims::new(claims(
+        &Report::parse(raw, None)?,
+        false,
+    )))
 }
 
 /// The ASK (or ASVK) and ARK a VCEK (or VLEK) is checked against.

@@ -7,12 +7,11 @@ use std::time::{Duration, SystemTime};
 use base64::Engine as _;
 use confidant_attest::binding::{Purpose, report_data_for_key_digest};
 use confidant_attest::{Evidence, Tee};
-use confidant_image::crypt::provider;
+use confidant_image::crypt::provider::{self, WrappedLayerKeysError};
 use confidant_manifest::{
     Builtins, Manifest, RenderedParameters, Secret, SecretValue, VOLUME_KEY_BYTES, VolumePolicy,
     render_parameters,
 };
-use serde_json::Value;
 
 use super::error::{CoreError, CoreResult, ErrorCode, ErrorDetails};
 use super::{Coordinator, secrets};
@@ -49,37 +48,16 @@ fn wire_parameters(p: RenderedParameters) -> Parameters {
     }
 }
 
-/// The `provider.confidant` wrapped keys of an OCI image manifest's layers (untrusted bytes):
-/// `(layer index, layer digest, annotation value)` for each layer that has one.
-pub fn wrapped_layer_keys(manifest: &[u8]) -> CoreResult<Vec<(usize, String, String)>> {
-    let parsed: Value = serde_json::from_slice(manifest).map_err(|e| {
-        CoreError::malformed(
-            "image_manifest",
-            format!("expected an OCI image manifest (JSON): {e}"),
-        )
-    })?;
-    let layers = parsed
-        .get("layers")
-        .and_then(Value::as_array)
-        .ok_or_else(|| CoreError::malformed("image_manifest", "expected a `layers` array"))?;
-    let mut out = Vec::new();
-    for (i, layer) in layers.iter().enumerate() {
-        let Some(wrapped) = layer
-            .get("annotations")
-            .and_then(|a| a.get(provider::ANNOTATION))
-            .and_then(Value::as_str)
-        else {
-            continue;
-        };
-        let digest = layer.get("digest").and_then(Value::as_str).ok_or_else(|| {
-            CoreError::malformed(
-                &format!("image_manifest.layers[{i}].digest"),
-                "expected a digest string",
-            )
-        })?;
-        out.push((i, digest.to_string(), wrapped.to_string()));
-    }
-    Ok(out)
+/// The `provider.confidant` wrapped keys of the image manifest (untrusted bytes), its parse
+/// errors as `malformed` errors of the request field `image_manifest`.
+fn wrapped_layer_keys(manifest: &[u8]) -> CoreResult<Vec<(usize, String, String)>> {
+    provider::wrapped_layer_keys(manifest).map_err(|e| match e {
+        WrappedLayerKeysError::Digest { index, found } => CoreError::malformed(
+            &format!("image_manifest.layers[{index}].digest"),
+            format!("expected a digest string, found {found}"),
+        ),
+        e => CoreError::malformed("image_manifest", e.to_string()),
+    })
 }
 
 pub(crate) fn read_count(bytes: Option<Vec<u8>>) -> CoreResult<u64> {

@@ -36,7 +36,7 @@ use serde::Serialize;
 use crate::ca::CoordinatorCa;
 use crate::store::{DataKey, Store};
 
-pub use self::activation::{ActivateRequest, Activation, VolumeGrant, wrapped_layer_keys};
+pub use self::activation::{ActivateRequest, Activation, VolumeGrant};
 pub use self::audit::{AuditEntry, MAX_AUDIT_PAGE};
 pub use self::auth::Principal;
 pub use self::error::{CoreError, CoreResult, ErrorCode, ErrorDetails, ErrorKind};
@@ -337,16 +337,8 @@ impl<S: Store> Coordinator<S> {
     }
 }
 
-/// RFC 3339 UTC time with seconds.
+/// RFC 3339 UTC time with seconds, as the workspace prints times; a clock before 1970 counts
+/// as 1970 (as the records always have).
 pub(crate) fn rfc3339(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    time::OffsetDateTime::from_unix_timestamp(secs)
-        .ok()
-        .and_then(|d| {
-            d.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| secs.to_string())
+    confidant_attest::time::rfc3339(t.max(std::time::UNIX_EPOCH))
 }

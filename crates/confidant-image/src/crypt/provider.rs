@@ -180,6 +180,80 @@ pub fn unwrap_as_coordinator(
     )))
 }
 
+/// Why an image manifest's `provider.confidant` wrapped layer keys could not be listed.
+#[derive(Debug, thiserror::Error)]
+pub enum WrappedLayerKeysError {
+    /// The bytes are not JSON.
+    #[error("expected an OCI image manifest (JSON): {0}")]
+    NotJson(serde_json::Error),
+    /// The manifest has no `layers` array.
+    #[error("expected a `layers` array, found {found}")]
+    Layers {
+        /// What is there instead ("no `layers` field", "an object", …).
+        found: &'static str,
+    },
+    /// A layer with a wrapped key has no digest string.
+    #[error("layers[{index}].digest: expected a digest string, found {found}")]
+    Digest {
+        /// The layer's index in `layers`.
+        index: usize,
+        /// What is there instead ("no `digest` field", "a number", …).
+        found: &'static str,
+    },
+}
+
+/// The `provider.confidant` wrapped keys of an OCI image manifest's layers (untrusted bytes):
+/// `(layer index, layer digest, annotation value)` for each layer that has one, in order.
+/// Layers without the annotation are skipped; the values are not parsed here (see
+/// [`unwrap_as_coordinator`]).
+pub fn wrapped_layer_keys(
+    manifest: &[u8],
+) -> std::result::Result<Vec<(usize, String, String)>, WrappedLayerKeysError> {
+    let parsed: Value = serde_json::from_slice(manifest).map_err(WrappedLayerKeysError::NotJson)?;
+    let layers = match parsed.get("layers") {
+        Some(Value::Array(layers)) => layers,
+        other => {
+            return Err(WrappedLayerKeysError::Layers {
+                found: json_kind(other, "no `layers` field"),
+            });
+        }
+    };
+    let mut out = Vec::new();
+    for (index, layer) in layers.iter().enumerate() {
+        let Some(wrapped) = layer
+            .get("annotations")
+            .and_then(|a| a.get(ANNOTATION))
+            .and_then(Value::as_str)
+        else {
+            continue;
+        };
+        let digest = match layer.get("digest") {
+            Some(Value::String(d)) => d,
+            other => {
+                return Err(WrappedLayerKeysError::Digest {
+                    index,
+                    found: json_kind(other, "no `digest` field"),
+                });
+            }
+        };
+        out.push((index, digest.clone(), wrapped.to_string()));
+    }
+    Ok(out)
+}
+
+/// What kind of JSON value `v` is, for "found …" in messages; `missing` when there is none.
+fn json_kind(v: Option<&Value>, missing: &'static str) -> &'static str {
+    match v {
+        None => missing,
+        Some(Value::Null) => "null",
+        Some(Value::Bool(_)) => "a boolean",
+        Some(Value::Number(_)) => "a number",
+        Some(Value::String(_)) => "a string",
+        Some(Value::Array(_)) => "an array",
+        Some(Value::Object(_)) => "an object",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,5 +332,73 @@ mod tests {
             unwrap_as_coordinator(&coordinator, &v2),
             Err(Error::Unsupported(_))
         ));
+    }
+
+    #[test]
+    fn lists_wrapped_layer_keys_with_index_and_digest_skipping_plain_layers() {
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "layers": [
+                {"digest": "sha256:aa", "annotations": {ANNOTATION: "w0"}},
+                {"digest": "sha256:bb"},
+                {"digest": "sha256:cc", "annotations": {"other": "x"}},
+                {"digest": "sha256:dd", "annotations": {ANNOTATION: "w3"}},
+            ],
+        });
+        let keys = wrapped_layer_keys(&serde_json::to_vec(&manifest).unwrap()).unwrap();
+        assert_eq!(
+            keys,
+            vec![
+                (0, "sha256:aa".to_string(), "w0".to_string()),
+                (3, "sha256:dd".to_string(), "w3".to_string()),
+            ]
+        );
+        let none = wrapped_layer_keys(br#"{"layers": []}"#).unwrap();
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn wrapped_layer_keys_errors_say_what_was_expected_and_found() {
+        let e = wrapped_layer_keys(b"not json").unwrap_err();
+        assert!(matches!(e, WrappedLayerKeysError::NotJson(_)), "{e:?}");
+        assert!(
+            e.to_string()
+                .starts_with("expected an OCI image manifest (JSON): "),
+            "{e}"
+        );
+        let e = wrapped_layer_keys(b"{}").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "expected a `layers` array, found no `layers` field"
+        );
+        let e = wrapped_layer_keys(br#"{"layers": {}}"#).unwrap_err();
+        assert_eq!(e.to_string(), "expected a `layers` array, found an object");
+        let e = wrapped_layer_keys(br#"[1]"#).unwrap_err();
+        assert!(matches!(e, WrappedLayerKeysError::Layers { .. }), "{e:?}");
+        // A layer without a wrapped key needs no digest; one with a key does.
+        let manifest = format!(
+            r#"{{"layers": [{{}}, {{"digest": 7, "annotations": {{"{ANNOTATION}": "w"}}}}]}}"#
+        );
+        let e = wrapped_layer_keys(manifest.as_bytes()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                WrappedLayerKeysError::Digest {
+                    index: 1,
+                    found: "a number"
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "layers[1].digest: expected a digest string, found a number"
+        );
+        let manifest = format!(r#"{{"layers": [{{"annotations": {{"{ANNOTATION}": "w"}}}}]}}"#);
+        let e = wrapped_layer_keys(manifest.as_bytes()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "layers[0].digest: expected a digest string, found no `digest` field"
+        );
     }
 }
