@@ -18,16 +18,16 @@ use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::Path;
 
 /// The variable that turns a missing requirement from a failure into a skip. CI never sets it.
-pub const ALLOW_MISSING: &str = "CONFIDANT_TEST_ALLOW_MISSING";
+pub(crate) const ALLOW_MISSING: &str = "CONFIDANT_TEST_ALLOW_MISSING";
 
 /// One thing a test needs, and why this machine lacks it (`None`: it has it).
-pub struct Need {
+pub(crate) struct Need {
     what: String,
     missing: Option<String>,
 }
 
 /// The tests run as root (runc, mounts, namespaces, file owners and device nodes need it).
-pub fn root() -> Need {
+pub(crate) fn root() -> Need {
     // The owner of /proc/self is the effective uid (std has no geteuid, and not every crate
     // that includes this file depends on rustix).
     let uid = std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid());
@@ -39,7 +39,7 @@ pub fn root() -> Need {
 }
 
 /// The program `name` on the PATH.
-pub fn program(name: &str) -> Need {
+pub(crate) fn program(name: &str) -> Need {
     let found = std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| executable(&dir.join(name))));
     Need {
@@ -49,7 +49,7 @@ pub fn program(name: &str) -> Need {
 }
 
 /// The file at `path`: a device such as `/dev/fuse`, or a program the test needs at a fixed path.
-pub fn file(path: &str) -> Need {
+pub(crate) fn file(path: &str) -> Need {
     Need {
         what: path.into(),
         missing: (!Path::new(path).exists()).then(|| format!("{path} (does not exist)")),
@@ -57,7 +57,7 @@ pub fn file(path: &str) -> Need {
 }
 
 /// Anything else the test needs: `what`, with `missing` saying why this machine lacks it.
-pub fn condition(what: &str, missing: Option<String>) -> Need {
+pub(crate) fn condition(what: &str, missing: Option<String>) -> Need {
     Need {
         what: what.into(),
         missing,
@@ -66,7 +66,7 @@ pub fn condition(what: &str, missing: Option<String>) -> Need {
 
 impl Need {
     /// Whether this machine has it.
-    pub fn is_met(&self) -> bool {
+    pub(crate) fn is_met(&self) -> bool {
         self.missing.is_none()
     }
 }
@@ -79,7 +79,7 @@ fn executable(path: &Path) -> bool {
 /// missing, or, when `CONFIDANT_TEST_ALLOW_MISSING=1`, prints `skipped: …` and returns `false`
 /// (the test then returns without checking anything).
 #[must_use]
-pub fn require(needs: &[Need]) -> bool {
+pub(crate) fn require(needs: &[Need]) -> bool {
     let missing: Vec<&str> = needs.iter().filter_map(|n| n.missing.as_deref()).collect();
     if missing.is_empty() {
         return true;

@@ -137,5 +137,10 @@ fn snp(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, sgx, tdx, snp);
-criterion_main!(benches);
+// `criterion_group!` makes an undocumented public function.
+#[allow(missing_docs)]
+mod group {
+    use super::*;
+    criterion_group!(benches, sgx, tdx, snp);
+}
+criterion_main!(group::benches);

@@ -3,12 +3,12 @@
 use serde::{Deserialize, Deserializer, Serializer};
 
 /// Serializes any byte container as a hex string.
-pub fn serialize<T: AsRef<[u8]>, S: Serializer>(bytes: &T, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn serialize<T: AsRef<[u8]>, S: Serializer>(bytes: &T, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&hex::encode(bytes.as_ref()))
 }
 
 /// Deserializes a hex string into a byte container of the right length.
-pub fn deserialize<'de, T, D>(d: D) -> Result<T, D::Error>
+pub(crate) fn deserialize<'de, T, D>(d: D) -> Result<T, D::Error>
 where
     T: TryFrom<Vec<u8>>,
     D: Deserializer<'de>,
@@ -22,11 +22,11 @@ where
 }
 
 /// The same for `Option<…>` fields.
-pub mod option {
+pub(crate) mod option {
     use super::*;
 
     /// Serializes `Some(bytes)` as hex and `None` as null.
-    pub fn serialize<T: AsRef<[u8]>, S: Serializer>(
+    pub(crate) fn serialize<T: AsRef<[u8]>, S: Serializer>(
         v: &Option<T>,
         s: S,
     ) -> Result<S::Ok, S::Error> {
@@ -37,7 +37,7 @@ pub mod option {
     }
 
     /// Deserializes an optional hex string.
-    pub fn deserialize<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
+    pub(crate) fn deserialize<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
     where
         T: TryFrom<Vec<u8>>,
         D: Deserializer<'de>,

@@ -19,7 +19,7 @@ use crate::{Format, Outcome};
 
 /// `confidant attest` subcommands.
 #[derive(Debug, Subcommand)]
-pub enum AttestCommand {
+pub(crate) enum AttestCommand {
     /// Verify evidence: authenticity as of a time, then reference values. Exit 0 accepted,
     /// 1 rejected, 2 malformed.
     Verify(VerifyArgs),
@@ -35,7 +35,7 @@ pub enum AttestCommand {
 
 /// Where evidence comes from and what kind it is.
 #[derive(Debug, Args)]
-pub struct EvidenceArg {
+pub(crate) struct EvidenceArg {
     /// Evidence file (`-` for stdin): raw binary, hex or base64 text, or a JSON envelope.
     #[arg(value_name = "EVIDENCE")]
     evidence: PathBuf,
@@ -66,7 +66,7 @@ impl From<TeeArg> for Tee {
 
 /// Arguments of `attest verify`.
 #[derive(Debug, Args)]
-pub struct VerifyArgs {
+pub(crate) struct VerifyArgs {
     #[command(flatten)]
     input: EvidenceArg,
     /// DCAP collateral (dcap-qvl JSON) for SGX and TDX quotes.
@@ -122,14 +122,14 @@ impl From<PurposeArg> for Purpose {
 
 /// Arguments of `attest inspect`.
 #[derive(Debug, Args)]
-pub struct InspectArgs {
+pub(crate) struct InspectArgs {
     #[command(flatten)]
     input: EvidenceArg,
 }
 
 /// `confidant attest sim` subcommands.
 #[derive(Debug, Subcommand)]
-pub enum SimCommand {
+pub(crate) enum SimCommand {
     /// Create the simulation platform key in the state directory.
     Init,
     /// Produce SIMULATION evidence (a JSON envelope) binding report data.
@@ -148,7 +148,7 @@ pub enum SimCommand {
 
 /// The report data evidence is to carry: given directly, or a nonce and key binding.
 #[derive(Debug, Args)]
-pub struct ReportDataArgs {
+pub(crate) struct ReportDataArgs {
     /// The 64 bytes of report data, hex (shorter values are zero-padded on the right).
     #[arg(
         long,
@@ -192,7 +192,7 @@ impl ReportDataArgs {
 
 /// Arguments of `attest quote`.
 #[derive(Debug, Args)]
-pub struct QuoteArgs {
+pub(crate) struct QuoteArgs {
     #[command(flatten)]
     report_data: ReportDataArgs,
     /// Use this TEE (default: detect the hardware one). `sim` is the SIMULATION platform of the
@@ -212,7 +212,7 @@ pub struct QuoteArgs {
 
 /// Arguments of `attest sim quote`.
 #[derive(Debug, Args)]
-pub struct SimQuoteArgs {
+pub(crate) struct SimQuoteArgs {
     #[command(flatten)]
     report_data: ReportDataArgs,
     /// The launch measurement, hex (48 bytes); default: SHA-384 of --launch.
@@ -236,7 +236,7 @@ pub struct SimQuoteArgs {
 }
 
 /// Runs an `attest` subcommand.
-pub fn run(cmd: AttestCommand, home: &Path, format: Format) -> Result<Outcome> {
+pub(crate) fn run(cmd: AttestCommand, home: &Path, format: Format) -> Result<Outcome> {
     match cmd {
         AttestCommand::Verify(args) => verify(args, home, format),
         AttestCommand::Inspect(args) => inspect(args, format),

@@ -14,7 +14,7 @@ use crate::{Format, Outcome};
 
 /// `confidant cleanup`.
 #[derive(Debug, Args)]
-pub struct CleanupArgs {
+pub(crate) struct CleanupArgs {
     /// The run directory `confidant run` used (its `--run-dir`).
     #[arg(long, default_value = "/run/confidant", value_name = "DIR")]
     run_dir: PathBuf,
@@ -25,7 +25,7 @@ pub struct CleanupArgs {
 
 /// Runs `confidant cleanup`: exit 0 when everything found stale was cleaned up, 1 when
 /// something could not be (said in its line, or in the JSON document's `errors`).
-pub fn run(args: CleanupArgs, format: Format) -> Result<Outcome> {
+pub(crate) fn run(args: CleanupArgs, format: Format) -> Result<Outcome> {
     let swept = sweep(&args.run_dir, &SweepOptions::new(&args.runtime));
     match format {
         Format::Json => crate::outln!("{}", serde_json::to_string_pretty(&swept)?),
@@ -56,7 +56,7 @@ pub fn run(args: CleanupArgs, format: Format) -> Result<Outcome> {
 /// run: the new run has its own container id, tmpfs and runtime state, so what is left of an
 /// old one does not make it unsafe (a container that could not be deleted may still hold a
 /// port, which the new run then fails to listen on, saying so).
-pub fn before_run(run_dir: &Path, runtime: &Path, format: Format) {
+pub(crate) fn before_run(run_dir: &Path, runtime: &Path, format: Format) {
     let swept = sweep(run_dir, &SweepOptions::new(runtime));
     for line in lines(&swept) {
         match format {

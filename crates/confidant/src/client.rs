@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::Args;
-pub use confidant_client::{
+pub(crate) use confidant_client::{
     Address, ApiError, Client, ClientError, ClientIdentity, INFO_FILE, INTERMEDIATE_FILE,
     ROOT_FILE, Saved, SavedInfo, Trust, check_name, saved_dir, to_pem,
 };
@@ -15,7 +15,7 @@ use crate::Format;
 
 /// `--coordinator ADDR`: which coordinator to talk to.
 #[derive(Debug, Clone, Args)]
-pub struct CoordinatorArg {
+pub(crate) struct CoordinatorArg {
     /// The coordinator's address, `HOST:PORT` (port default 4433; `https://` may be given).
     #[arg(long, value_name = "HOST:PORT")]
     pub coordinator: String,
@@ -23,14 +23,14 @@ pub struct CoordinatorArg {
 
 impl CoordinatorArg {
     /// The parsed address.
-    pub fn address(&self) -> Result<Address> {
+    pub(crate) fn address(&self) -> Result<Address> {
         Ok(Address::parse(&self.coordinator)?)
     }
 }
 
 /// `--cert FILE --key FILE`: the user's client certificate and private key (PEM).
 #[derive(Debug, Clone, Args)]
-pub struct UserArgs {
+pub(crate) struct UserArgs {
     /// The user's certificate (PEM; the manifest's `users.NAME.certificate`), with any chain.
     #[arg(long, value_name = "FILE", requires = "key")]
     pub cert: Option<PathBuf>,
@@ -41,7 +41,7 @@ pub struct UserArgs {
 
 impl UserArgs {
     /// The identity to present, if --cert and --key were given.
-    pub fn identity(&self) -> Result<Option<ClientIdentity>> {
+    pub(crate) fn identity(&self) -> Result<Option<ClientIdentity>> {
         match (&self.cert, &self.key) {
             (Some(c), Some(k)) => Ok(Some(ClientIdentity::load(c, k)?)),
             _ => Ok(None),
@@ -50,7 +50,7 @@ impl UserArgs {
 }
 
 /// A client for a verified coordinator (pinned to its saved root CA), as `user` if given.
-pub fn pinned_client(
+pub(crate) fn pinned_client(
     home: &Path,
     coordinator: &CoordinatorArg,
     user: Option<&UserArgs>,
@@ -66,18 +66,18 @@ pub fn pinned_client(
 }
 
 /// The client error in an error's chain, if any.
-pub fn find_client_error(err: &anyhow::Error) -> Option<&ClientError> {
+pub(crate) fn find_client_error(err: &anyhow::Error) -> Option<&ClientError> {
     err.chain().find_map(|e| e.downcast_ref::<ClientError>())
 }
 
 /// The coordinator's error answer in an error's chain, if any.
-pub fn find_api_error(err: &anyhow::Error) -> Option<&ApiError> {
+pub(crate) fn find_api_error(err: &anyhow::Error) -> Option<&ApiError> {
     find_client_error(err).and_then(ClientError::api)
 }
 
 /// Prints the coordinator's error answer: `error: …` and its details on stderr, or the JSON
 /// error on stdout.
-pub fn print_api_error(api: &ApiError, format: Format) {
+pub(crate) fn print_api_error(api: &ApiError, format: Format) {
     match format {
         Format::Human => {
             eprintln!("error: {api}");
@@ -103,7 +103,7 @@ pub fn print_api_error(api: &ApiError, format: Format) {
 
 /// Prints a coordinator error (an answer or a transport failure) if `err` holds one; false when
 /// it does not (the caller prints it the usual way).
-pub fn print_client_error(err: &anyhow::Error, format: Format) -> bool {
+pub(crate) fn print_client_error(err: &anyhow::Error, format: Format) -> bool {
     let Some(client_error) = find_client_error(err) else {
         return false;
     };

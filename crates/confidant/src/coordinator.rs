@@ -13,14 +13,14 @@ use crate::{Format, Outcome};
 
 /// `confidant coordinator` subcommands.
 #[derive(Debug, Subcommand)]
-pub enum CoordinatorCommand {
+pub(crate) enum CoordinatorCommand {
     /// Run the coordinator until SIGINT or SIGTERM.
     Run(RunArgs),
 }
 
 /// Arguments of `coordinator run`.
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// The state directory (default: $HOME_DIR/coordinator, where HOME_DIR is --home).
     #[arg(long, value_name = "DIR")]
     state: Option<PathBuf>,
@@ -49,7 +49,7 @@ pub struct RunArgs {
 }
 
 /// Runs a `coordinator` subcommand.
-pub fn run(cmd: CoordinatorCommand, home: &Path, format: Format) -> Result<Outcome> {
+pub(crate) fn run(cmd: CoordinatorCommand, home: &Path, format: Format) -> Result<Outcome> {
     match cmd {
         CoordinatorCommand::Run(args) => run_server(args, home, format),
     }

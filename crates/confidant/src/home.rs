@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 /// The state directory: `--home`, else `$CONFIDANT_HOME`, else `/var/lib/confidant` as root,
 /// else `$XDG_DATA_HOME/confidant` (default `~/.local/share/confidant`).
-pub fn resolve(flag: Option<PathBuf>) -> PathBuf {
+pub(crate) fn resolve(flag: Option<PathBuf>) -> PathBuf {
     if let Some(p) = flag {
         return p;
     }

@@ -15,7 +15,7 @@ use crate::{Format, Outcome};
 
 /// `confidant image` subcommands.
 #[derive(Debug, Subcommand)]
-pub enum ImageCommand {
+pub(crate) enum ImageCommand {
     /// Show an image's manifest: layers, media types, encryption, platform.
     Inspect {
         /// The image (`oci:DIR[:TAG]`, `docker-archive:FILE`, `docker://HOST/REPO:TAG`).
@@ -63,7 +63,7 @@ pub enum ImageCommand {
 
 /// Source and destination of a copy.
 #[derive(Debug, Args)]
-pub struct CopyArgs {
+pub(crate) struct CopyArgs {
     /// Where the image is read.
     src: String,
     /// Where the image is written.
@@ -74,7 +74,7 @@ pub struct CopyArgs {
 
 /// Registry and platform options.
 #[derive(Debug, Args)]
-pub struct TransportArgs {
+pub(crate) struct TransportArgs {
     /// Talk plain HTTP to a loopback registry (refused for any other host).
     #[arg(long)]
     plain_http: bool,
@@ -232,7 +232,7 @@ fn run_copy(args: &CopyArgs, op: LayerOp<'_>, format: Format, verb: Verb) -> Res
 }
 
 /// Runs an `image` subcommand.
-pub fn run(cmd: ImageCommand, format: Format) -> Result<Outcome> {
+pub(crate) fn run(cmd: ImageCommand, format: Format) -> Result<Outcome> {
     match cmd {
         ImageCommand::Inspect { src, transport } => inspect(&src, &transport, format),
         ImageCommand::Pull(a) => run_copy(&a, LayerOp::Keep, format, COPY),

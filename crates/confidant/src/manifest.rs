@@ -17,7 +17,7 @@ use crate::{EXIT_MALFORMED, Format, Outcome};
 
 /// `confidant manifest` subcommands.
 #[derive(Debug, Subcommand)]
-pub enum ManifestCommand {
+pub(crate) enum ManifestCommand {
     /// Print the JSON Schema of the manifest format.
     Schema,
     /// Check a manifest (YAML or JSON) offline: exit 0 valid, 2 invalid, printing every error
@@ -37,7 +37,7 @@ pub enum ManifestCommand {
 
 /// Arguments of `manifest set`.
 #[derive(Debug, Args)]
-pub struct SetArgs {
+pub(crate) struct SetArgs {
     #[command(flatten)]
     coordinator: CoordinatorArg,
     #[command(flatten)]
@@ -53,7 +53,7 @@ pub struct SetArgs {
 
 /// Arguments of `manifest get`.
 #[derive(Debug, Args)]
-pub struct GetArgs {
+pub(crate) struct GetArgs {
     #[command(flatten)]
     coordinator: CoordinatorArg,
     /// The version to print (default: the current one).
@@ -62,7 +62,7 @@ pub struct GetArgs {
 }
 
 /// Runs a `manifest` subcommand.
-pub fn run(cmd: ManifestCommand, home: &Path, format: Format) -> Result<Outcome> {
+pub(crate) fn run(cmd: ManifestCommand, home: &Path, format: Format) -> Result<Outcome> {
     match cmd {
         ManifestCommand::Schema => {
             let schema = confidant_manifest::schema();

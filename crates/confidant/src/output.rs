@@ -20,7 +20,7 @@ macro_rules! outln {
 }
 
 /// Prints an error: `error: …` with its causes on stderr, or a JSON error document on stdout.
-pub fn print_error(err: &anyhow::Error, format: Format) {
+pub(crate) fn print_error(err: &anyhow::Error, format: Format) {
     match format {
         Format::Human => {
             eprintln!("error: {err}");
@@ -62,7 +62,7 @@ fn causes(err: &anyhow::Error) -> Vec<String> {
 }
 
 /// Prints a JSON value as `key  value` lines, nested objects inline, in the value's field order.
-pub fn print_fields(value: &Value, indent: usize) {
+pub(crate) fn print_fields(value: &Value, indent: usize) {
     let Value::Object(map) = value else {
         crate::outln!("{:indent$}{}", "", scalar(value));
         return;

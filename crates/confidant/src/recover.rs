@@ -24,7 +24,7 @@ use crate::{Format, Outcome};
 
 /// Arguments of `confidant recover`.
 #[derive(Debug, Args)]
-pub struct RecoverArgs {
+pub(crate) struct RecoverArgs {
     #[command(flatten)]
     coordinator: CoordinatorArg,
     /// The recovery owner's RSA private key (PEM: PKCS#8 `PRIVATE KEY` or PKCS#1).
@@ -35,7 +35,7 @@ pub struct RecoverArgs {
 }
 
 /// Runs `confidant recover`.
-pub fn run(args: RecoverArgs, home: &Path, format: Format) -> Result<Outcome> {
+pub(crate) fn run(args: RecoverArgs, home: &Path, format: Format) -> Result<Outcome> {
     let address = args.coordinator.address()?;
     let private_key = Zeroizing::new(
         std::fs::read_to_string(&args.key)

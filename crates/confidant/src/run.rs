@@ -20,11 +20,11 @@ use crate::{Format, Outcome};
 
 /// Exit code when the agent could not start the app (refused, unreachable, bad image): like
 /// `docker run`, 125, so it cannot be mistaken for the app's own exit code.
-pub const EXIT_AGENT_FAILED: u8 = lifecycle::EXIT_NOT_STARTED;
+pub(crate) const EXIT_AGENT_FAILED: u8 = lifecycle::EXIT_NOT_STARTED;
 
 /// Which TEE produces the workload's evidence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum TeeChoice {
+pub(crate) enum TeeChoice {
     /// Detect TDX or SNP (configfs-tsm) or SGX (Gramine); never falls back to simulation.
     Auto,
     /// The SIMULATION TEE: a software platform key, no hardware protection.
@@ -33,7 +33,7 @@ pub enum TeeChoice {
 
 /// The app's network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum NetworkChoice {
+pub(crate) enum NetworkChoice {
     /// Its own network namespace with only a loopback interface: its ports are reachable
     /// through the mesh's ingress only, and it reaches out through the mesh's egress only.
     Isolated,
@@ -43,7 +43,7 @@ pub enum NetworkChoice {
 
 /// `confidant run`.
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     #[command(flatten)]
     coordinator: CoordinatorArg,
     /// The workload's name in the manifest.
@@ -101,7 +101,7 @@ impl Observer for Say {
 }
 
 /// Runs `confidant run`; the app's exit code becomes ours.
-pub fn run(args: RunArgs, home: &Path, format: Format) -> Result<Outcome> {
+pub(crate) fn run(args: RunArgs, home: &Path, format: Format) -> Result<Outcome> {
     agent(args, home, format)
         .map(Outcome::Exit)
         .map_err(|e| e.context(AgentFailed))
@@ -109,7 +109,7 @@ pub fn run(args: RunArgs, home: &Path, format: Format) -> Result<Outcome> {
 
 /// Marks an error of the agent (exit 125).
 #[derive(Debug)]
-pub struct AgentFailed;
+pub(crate) struct AgentFailed;
 
 impl std::fmt::Display for AgentFailed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

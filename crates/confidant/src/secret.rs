@@ -17,7 +17,7 @@ const MAX_VALUE: usize = 1 << 20;
 
 /// `confidant secret` subcommands.
 #[derive(Debug, Subcommand)]
-pub enum SecretCommand {
+pub(crate) enum SecretCommand {
     /// Set a `plain` secret's value (role: `write` on `secrets`).
     Set(SetArgs),
     /// Read a secret's value (role: `read` on `secrets`).
@@ -26,7 +26,7 @@ pub enum SecretCommand {
 
 /// Arguments of `secret set`.
 #[derive(Debug, Args)]
-pub struct SetArgs {
+pub(crate) struct SetArgs {
     #[command(flatten)]
     coordinator: CoordinatorArg,
     #[command(flatten)]
@@ -48,7 +48,7 @@ pub struct SetArgs {
 
 /// Arguments of `secret get`.
 #[derive(Debug, Args)]
-pub struct GetArgs {
+pub(crate) struct GetArgs {
     #[command(flatten)]
     coordinator: CoordinatorArg,
     #[command(flatten)]
@@ -62,7 +62,7 @@ pub struct GetArgs {
 }
 
 /// Runs a `secret` subcommand.
-pub fn run(cmd: SecretCommand, home: &Path, format: Format) -> Result<Outcome> {
+pub(crate) fn run(cmd: SecretCommand, home: &Path, format: Format) -> Result<Outcome> {
     match cmd {
         SecretCommand::Set(args) => set(args, home, format),
         SecretCommand::Get(args) => get(args, home, format),

@@ -12,13 +12,13 @@ use crate::{Format, Outcome};
 
 /// Arguments of `confidant status`.
 #[derive(Debug, Args)]
-pub struct StatusArgs {
+pub(crate) struct StatusArgs {
     #[command(flatten)]
     coordinator: CoordinatorArg,
 }
 
 /// Runs `confidant status`.
-pub fn status(args: StatusArgs, home: &Path, format: Format) -> Result<Outcome> {
+pub(crate) fn status(args: StatusArgs, home: &Path, format: Format) -> Result<Outcome> {
     let (client, _) = client::pinned_client(home, &args.coordinator, None)?;
     let status = client.status()?;
     match format {
@@ -58,7 +58,7 @@ pub fn status(args: StatusArgs, home: &Path, format: Format) -> Result<Outcome> 
 
 /// `confidant certificate` subcommands.
 #[derive(Debug, Subcommand)]
-pub enum CertificateCommand {
+pub(crate) enum CertificateCommand {
     /// Print the coordinator's root CA (PEM), as saved by `confidant verify`.
     Root(CertificateArgs),
     /// Print the intermediate CA then the root CA (PEM), as saved by `confidant verify`.
@@ -70,7 +70,7 @@ pub enum CertificateCommand {
 
 /// Arguments of `certificate root|chain`.
 #[derive(Debug, Args)]
-pub struct CertificateArgs {
+pub(crate) struct CertificateArgs {
     #[command(flatten)]
     coordinator: CoordinatorArg,
 }
@@ -87,7 +87,7 @@ fn image_key(args: &CertificateArgs, home: &Path, format: Format) -> Result<Outc
 
 /// Runs a `certificate` subcommand (no network: the saved certificates; `image-key` asks the
 /// verified coordinator).
-pub fn certificate(cmd: CertificateCommand, home: &Path, format: Format) -> Result<Outcome> {
+pub(crate) fn certificate(cmd: CertificateCommand, home: &Path, format: Format) -> Result<Outcome> {
     let (args, chain) = match cmd {
         CertificateCommand::Root(a) => (a, false),
         CertificateCommand::Chain(a) => (a, true),

@@ -30,7 +30,7 @@ use crate::{Format, Outcome};
 
 /// Arguments of `confidant verify`.
 #[derive(Debug, Args)]
-pub struct VerifyArgs {
+pub(crate) struct VerifyArgs {
     #[command(flatten)]
     coordinator: CoordinatorArg,
     #[command(flatten)]
@@ -39,7 +39,7 @@ pub struct VerifyArgs {
 
 /// What the coordinator's evidence must match.
 #[derive(Debug, Args)]
-pub struct PolicyArgs {
+pub(crate) struct PolicyArgs {
     /// Reference values (YAML or JSON) the coordinator's evidence must match; they must list its
     /// accepted `measurements` unless --insecure-skip-measurement.
     #[arg(long, value_name = "FILE")]
@@ -58,7 +58,10 @@ impl PolicyArgs {
     /// The reference values to apply: the file given, else (when `saved` is given) the TEE and
     /// measurement recorded when the coordinator was verified. Without a measurement, refuses
     /// unless --insecure-skip-measurement.
-    pub fn reference_values(&self, saved: Option<&client::SavedInfo>) -> Result<ReferenceValues> {
+    pub(crate) fn reference_values(
+        &self,
+        saved: Option<&client::SavedInfo>,
+    ) -> Result<ReferenceValues> {
         let mut refs = match &self.reference_values {
             Some(p) => crate::attest::load_reference_values(p)?,
             None => ReferenceValues::default(),
@@ -85,7 +88,7 @@ impl PolicyArgs {
 
     /// The simulation platform keys to trust: --sim-platform-key, else the local platform's
     /// key when there is one (none: simulation evidence is refused).
-    pub fn sim_keys(&self, home: &Path) -> Result<Vec<[u8; 32]>> {
+    pub(crate) fn sim_keys(&self, home: &Path) -> Result<Vec<[u8; 32]>> {
         let mut keys = Vec::new();
         for k in &self.sim_platform_key {
             let text = if Path::new(k).is_file() {
@@ -112,17 +115,17 @@ impl PolicyArgs {
     }
 
     /// Whether the measurement goes unchecked.
-    pub fn skips_measurement(&self) -> bool {
+    pub(crate) fn skips_measurement(&self) -> bool {
         self.insecure_skip_measurement
     }
 }
 
 /// The outcome of attesting the coordinator ([`confidant_client::verify`]), and how the CLI
 /// shows it.
-pub use confidant_client::verify::CoordinatorAttestation as Attestation;
+pub(crate) use confidant_client::verify::CoordinatorAttestation as Attestation;
 
 /// How `verify` and `recover` print an attestation.
-pub trait Report {
+pub(crate) trait Report {
     /// The report as JSON (`verify -o json`, `recover -o json`).
     fn to_json(&self, address: &Address) -> Value;
     /// The report for people; `extra` lines (`key  value`, indented) follow the fields.
@@ -181,7 +184,7 @@ impl Report for Attestation {
 }
 
 /// Attests the coordinator behind `client` ([`confidant_client::verify::attest`]).
-pub fn attest(
+pub(crate) fn attest(
     client: &Client,
     home: &Path,
     refs: &ReferenceValues,
@@ -197,7 +200,7 @@ pub fn attest(
 }
 
 /// Runs `confidant verify`.
-pub fn run(args: VerifyArgs, home: &Path, format: Format) -> Result<Outcome> {
+pub(crate) fn run(args: VerifyArgs, home: &Path, format: Format) -> Result<Outcome> {
     let address = args.coordinator.address()?;
     let refs = args.policy.reference_values(None)?;
     let sim_keys = args.policy.sim_keys(home)?;
@@ -308,7 +311,7 @@ fn save_manifest(
 }
 
 /// The attested manifest record, saved next to the root CA.
-pub const MANIFEST_FILE: &str = "manifest.json";
+pub(crate) const MANIFEST_FILE: &str = "manifest.json";
 
 /// Writes a file through a temporary one, so a reader never sees half of it.
 fn write(path: &Path, text: &str) -> Result<()> {

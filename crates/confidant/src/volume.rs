@@ -30,7 +30,7 @@ use crate::{Format, Outcome};
 
 /// `confidant volume` subcommands.
 #[derive(Debug, Subcommand)]
-pub enum VolumeCommand {
+pub(crate) enum VolumeCommand {
     /// Create an empty protected volume in DIR (an empty or missing directory) and commit
     /// version 1 to the state file.
     Create(CreateArgs),
@@ -51,7 +51,7 @@ pub enum VolumeCommand {
 
 /// The key and the trusted state of a volume.
 #[derive(Debug, Args)]
-pub struct KeyArgs {
+pub(crate) struct KeyArgs {
     /// The volume's 256-bit key: 32 raw bytes, 64 hex digits or base64 (`create` and `seal`
     /// generate it, mode 0600, if the file does not exist).
     #[arg(long, value_name = "FILE")]
@@ -66,7 +66,7 @@ pub struct KeyArgs {
 
 /// Arguments of `volume create`.
 #[derive(Debug, Args)]
-pub struct CreateArgs {
+pub(crate) struct CreateArgs {
     /// The backing directory (created if missing; must be empty).
     dir: PathBuf,
     #[command(flatten)]
@@ -75,7 +75,7 @@ pub struct CreateArgs {
 
 /// Arguments of `volume mount`.
 #[derive(Debug, Args)]
-pub struct MountArgs {
+pub(crate) struct MountArgs {
     /// The backing directory.
     dir: PathBuf,
     /// Where to mount it (created if missing).
@@ -96,7 +96,7 @@ pub struct MountArgs {
 
 /// Arguments of `volume seal`.
 #[derive(Debug, Args)]
-pub struct SealArgs {
+pub(crate) struct SealArgs {
     /// The plain directory to copy.
     src: PathBuf,
     /// The new volume's backing directory (created if missing; must be empty).
@@ -110,7 +110,7 @@ pub struct SealArgs {
 /// `volume seal --coordinator ADDR --volume NAME --cert C --key K`: the coordinator holds the
 /// sealed volume's state instead of a local state file.
 #[derive(Debug, Args)]
-pub struct SealCoordinatorArgs {
+pub(crate) struct SealCoordinatorArgs {
     /// Commit the sealed state to this coordinator (`HOST:PORT`, verified before with
     /// `confidant verify`) instead of a local state file, as the user of --cert/--key, whose role
     /// must allow `write` on the volume. If the manifest names the volume's `key_secret`, the
@@ -135,7 +135,7 @@ pub struct SealCoordinatorArgs {
 
 /// Arguments of `volume verify`.
 #[derive(Debug, Args)]
-pub struct VerifyArgs {
+pub(crate) struct VerifyArgs {
     /// The backing directory.
     dir: PathBuf,
     #[command(flatten)]
@@ -144,7 +144,7 @@ pub struct VerifyArgs {
 
 /// Arguments of `volume inspect`.
 #[derive(Debug, Args)]
-pub struct InspectArgs {
+pub(crate) struct InspectArgs {
     /// The backing directory.
     dir: PathBuf,
     /// The volume's key file: adds the committed version, root and file counts.
@@ -157,7 +157,7 @@ pub struct InspectArgs {
 }
 
 /// Runs a `volume` subcommand.
-pub fn run(cmd: VolumeCommand, home: &Path, format: Format) -> Result<Outcome> {
+pub(crate) fn run(cmd: VolumeCommand, home: &Path, format: Format) -> Result<Outcome> {
     match cmd {
         VolumeCommand::Create(a) => create(a, format),
         VolumeCommand::Mount(a) => mount(a, format),
@@ -180,7 +180,7 @@ fn state_store(dir: &Path, state: Option<&PathBuf>) -> Arc<LocalRootStore> {
 }
 
 /// Parses a key: 32 raw bytes, 64 hex digits or base64 of 32 bytes.
-pub fn parse_key(bytes: &[u8]) -> Option<VolumeKey> {
+pub(crate) fn parse_key(bytes: &[u8]) -> Option<VolumeKey> {
     if bytes.len() == 32 {
         return VolumeKey::from_slice(bytes);
     }
@@ -195,7 +195,7 @@ pub fn parse_key(bytes: &[u8]) -> Option<VolumeKey> {
 }
 
 /// Reads a key file.
-pub fn read_key(path: &Path) -> Result<VolumeKey> {
+pub(crate) fn read_key(path: &Path) -> Result<VolumeKey> {
     let mut bytes = zeroize::Zeroizing::new(Vec::new());
     std::fs::File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))

@@ -19,9 +19,9 @@ use crate::ca::WorkloadIdentity;
 use crate::store::Store;
 
 /// How long a workload's mesh certificate is valid.
-pub const WORKLOAD_CERT_VALIDITY: Duration = Duration::from_secs(30 * 86_400);
+pub(crate) const WORKLOAD_CERT_VALIDITY: Duration = Duration::from_secs(30 * 86_400);
 /// The largest image manifest an activation may carry.
-pub const MAX_IMAGE_MANIFEST: usize = 4 << 20;
+pub(crate) const MAX_IMAGE_MANIFEST: usize = 4 << 20;
 
 /// What a workload sends to activate.
 #[derive(Debug, Clone)]
@@ -38,7 +38,8 @@ pub struct ActivateRequest {
     pub image_manifest: Option<Vec<u8>>,
 }
 
-pub use confidant_api::{Activation, LayerKey, Parameters, VolumeGrant};
+pub use confidant_api::{Activation, VolumeGrant};
+use confidant_api::{LayerKey, Parameters};
 
 fn wire_parameters(p: RenderedParameters) -> Parameters {
     Parameters {

@@ -15,7 +15,7 @@ use crate::ca::{CoordinatorCa, SecretKeyKind};
 use crate::store::{Store, Transaction};
 
 /// The largest value a user may set for a `plain` secret.
-pub const MAX_PLAIN_SECRET: usize = 1 << 20;
+pub(crate) const MAX_PLAIN_SECRET: usize = 1 << 20;
 
 /// A secret as stored: the definition it was made for, and its value (absent: a `plain`
 /// secret nobody set yet).

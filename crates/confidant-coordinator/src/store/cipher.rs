@@ -12,16 +12,16 @@ pub const DATA_KEY_LEN: usize = 32;
 /// Version byte of an encrypted value.
 pub const VALUE_VERSION: u8 = 1;
 /// Length of the AES-GCM tag.
-pub const TAG_LEN: usize = 16;
+pub(crate) const TAG_LEN: usize = 16;
 /// Bytes an encrypted value adds to its plaintext: version, nonce and tag.
 pub const VALUE_OVERHEAD: usize = 1 + NONCE_LEN + TAG_LEN;
 
 /// Domain of the additional data of a stored value.
-pub const VALUE_DOMAIN: &[u8] = b"confidant/v1/value";
+pub(crate) const VALUE_DOMAIN: &[u8] = b"confidant/v1/value";
 /// Domain of the additional data of the key check record.
-pub const KEY_CHECK_DOMAIN: &[u8] = b"confidant/v1/key-check";
+pub(crate) const KEY_CHECK_DOMAIN: &[u8] = b"confidant/v1/key-check";
 /// The plaintext of the key check record.
-pub const KEY_CHECK_PLAINTEXT: &[u8] = b"confidant state data key";
+pub(crate) const KEY_CHECK_PLAINTEXT: &[u8] = b"confidant state data key";
 
 /// The random 256-bit key every value is encrypted under. Wiped from memory on drop; its
 /// `Debug` output never shows it.
@@ -68,7 +68,7 @@ impl std::fmt::Debug for DataKey {
 
 /// The additional authenticated data of a value: domain, version, then table and key, each
 /// length-prefixed (u32 little-endian) so no two (table, key) pairs share an encoding.
-pub fn aad(domain: &[u8], table: &str, key: &str) -> Vec<u8> {
+pub(crate) fn aad(domain: &[u8], table: &str, key: &str) -> Vec<u8> {
     let mut a = Vec::with_capacity(domain.len() + 9 + table.len() + key.len());
     a.extend_from_slice(domain);
     a.push(VALUE_VERSION);
@@ -80,14 +80,14 @@ pub fn aad(domain: &[u8], table: &str, key: &str) -> Vec<u8> {
 }
 
 /// Encrypts and authenticates values under a data key.
-pub struct ValueCipher {
+pub(crate) struct ValueCipher {
     key: LessSafeKey,
     rng: SystemRandom,
 }
 
 impl ValueCipher {
     /// A cipher for `data_key`.
-    pub fn new(data_key: &DataKey) -> ValueCipher {
+    pub(crate) fn new(data_key: &DataKey) -> ValueCipher {
         let unbound = UnboundKey::new(&AES_256_GCM, data_key.as_bytes())
             .expect("a 32-byte key is a valid AES-256-GCM key");
         ValueCipher {
@@ -97,7 +97,13 @@ impl ValueCipher {
     }
 
     /// `version ‖ nonce ‖ ciphertext ‖ tag` of `plaintext` stored under `table`/`key`.
-    pub fn seal(&self, domain: &[u8], table: &str, key: &str, plaintext: &[u8]) -> Result<Vec<u8>> {
+    pub(crate) fn seal(
+        &self,
+        domain: &[u8],
+        table: &str,
+        key: &str,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>> {
         let mut nonce = [0u8; NONCE_LEN];
         self.rng
             .fill(&mut nonce)
@@ -120,7 +126,13 @@ impl ValueCipher {
 
     /// The plaintext of a value stored under `table`/`key`, or [`StoreError::Integrity`] naming
     /// them if it is malformed or does not authenticate.
-    pub fn open(&self, domain: &[u8], table: &str, key: &str, stored: &[u8]) -> Result<Vec<u8>> {
+    pub(crate) fn open(
+        &self,
+        domain: &[u8],
+        table: &str,
+        key: &str,
+        stored: &[u8],
+    ) -> Result<Vec<u8>> {
         let integrity = |reason: String| StoreError::Integrity {
             table: table.to_owned(),
             key: key.to_owned(),

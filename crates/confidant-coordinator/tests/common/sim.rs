@@ -14,38 +14,38 @@ use confidant_coordinator::core::{ActivateRequest, Coordinator, Options, Princip
 use confidant_coordinator::store::MemStore;
 
 /// What the workloads' sim evidence measures (the manifests' reference value).
-pub const MEASURED: &[u8] = b"the agent binary";
+pub(crate) const MEASURED: &[u8] = b"the agent binary";
 
 /// A simulation platform kept on disk, so that several attesters can load it.
-pub struct Platform(tempfile::TempDir);
+pub(crate) struct Platform(tempfile::TempDir);
 
 impl Platform {
     /// A fresh platform key in a new temporary directory.
-    pub fn new() -> Platform {
+    pub(crate) fn new() -> Platform {
         let dir = tempfile::tempdir().unwrap();
         SimPlatform::init(dir.path()).unwrap();
         Platform(dir)
     }
 
     /// The platform, loaded again (an attester takes it by value).
-    pub fn load(&self) -> SimPlatform {
+    pub(crate) fn load(&self) -> SimPlatform {
         SimPlatform::load(self.0.path()).unwrap()
     }
 
     /// The platform's public key, as verifiers trust it.
-    pub fn public_key(&self) -> [u8; 32] {
+    pub(crate) fn public_key(&self) -> [u8; 32] {
         self.load().public_key()
     }
 
     /// An attester on this platform whose launch measurement is `MEASURED`.
-    pub fn workload_attester(&self) -> SimAttester {
+    pub(crate) fn workload_attester(&self) -> SimAttester {
         SimAttester::new(self.load(), SimAttester::measure(MEASURED))
     }
 }
 
 /// A coordinator on an in-memory store, attesting itself and trusting workload evidence on
 /// `platform`.
-pub fn coordinator(platform: &Platform) -> Coordinator<MemStore> {
+pub(crate) fn coordinator(platform: &Platform) -> Coordinator<MemStore> {
     let options = Options {
         attester: Box::new(SimAttester::new(
             platform.load(),
@@ -60,7 +60,7 @@ pub fn coordinator(platform: &Platform) -> Coordinator<MemStore> {
 }
 
 /// A self-signed user certificate (PEM) and the principal the API derives from it.
-pub fn user_cert() -> (String, Principal) {
+pub(crate) fn user_cert() -> (String, Principal) {
     let ck = rcgen::generate_simple_self_signed(vec!["user.example".into()]).unwrap();
     let d = ring::digest::digest(&ring::digest::SHA256, ck.cert.der());
     let mut h = [0u8; 32];
@@ -69,12 +69,12 @@ pub fn user_cert() -> (String, Principal) {
 }
 
 /// A PEM block indented for a YAML block scalar under `certificate: |`.
-pub fn indent(pem: &str) -> String {
+pub(crate) fn indent(pem: &str) -> String {
     pem.lines().map(|l| format!("      {l}\n")).collect()
 }
 
 /// A workload's side of an activation: a key, a CSR, evidence bound to both and a nonce.
-pub struct Workload {
+pub(crate) struct Workload {
     pub key: rcgen::KeyPair,
     pub csr: String,
     pub attester: SimAttester,
@@ -82,7 +82,7 @@ pub struct Workload {
 
 impl Workload {
     /// A fresh key and CSR, attesting on `platform` with the `MEASURED` launch measurement.
-    pub fn new(platform: &Platform) -> Workload {
+    pub(crate) fn new(platform: &Platform) -> Workload {
         let key = rcgen::KeyPair::generate().unwrap();
         let csr = rcgen::CertificateParams::default()
             .serialize_request(&key)
@@ -97,7 +97,7 @@ impl Workload {
     }
 
     /// An activation request for `workload`, with a fresh nonce from `c`.
-    pub fn request(&self, c: &Coordinator<MemStore>, workload: &str) -> ActivateRequest {
+    pub(crate) fn request(&self, c: &Coordinator<MemStore>, workload: &str) -> ActivateRequest {
         let nonce = c.issue_nonce(SystemTime::now()).unwrap().to_vec();
         let rd = report_data(Purpose::Activate, &nonce, &self.key.public_key_der());
         ActivateRequest {

@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 
 use confidant_image::registry::{ImageRef, OCI_MANIFEST, sha256_digest};
 
-pub const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
+pub(crate) const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How to configure the registry beyond plain HTTP and no auth.
 #[derive(Default)]
-pub struct Config {
+pub(crate) struct Config {
     /// Serve HTTPS with this certificate chain and key (PEM files).
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Require Basic auth against this htpasswd file.
@@ -29,7 +29,7 @@ pub struct Config {
 }
 
 /// A running registry; killed (and its storage removed) on drop.
-pub struct Registry {
+pub(crate) struct Registry {
     child: Child,
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
@@ -37,13 +37,13 @@ pub struct Registry {
 
 /// Whether Debian's docker-registry is installed; fails the test if not (see
 /// [`crate::requirements::require`]).
-pub fn available() -> bool {
+pub(crate) fn available() -> bool {
     crate::requirements::require(&[crate::requirements::file(REGISTRY_BIN)])
 }
 
 impl Registry {
     /// Starts a registry (after [`available`]) and waits (bounded) until it accepts connections.
-    pub fn start(config: Config) -> Registry {
+    pub(crate) fn start(config: Config) -> Registry {
         assert!(
             Path::new(REGISTRY_BIN).exists(),
             "{REGISTRY_BIN} is missing: `make deps` installs Debian's docker-registry"
@@ -117,22 +117,22 @@ impl Registry {
     }
 
     /// What the registry has logged so far.
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
 
     /// `127.0.0.1:PORT`.
-    pub fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         self.addr.to_string()
     }
 
     /// `127.0.0.1:PORT/<repo>` parsed.
-    pub fn image(&self, repo_and_ref: &str) -> ImageRef {
+    pub(crate) fn image(&self, repo_and_ref: &str) -> ImageRef {
         ImageRef::parse(&format!("{}/{repo_and_ref}", self.host())).unwrap()
     }
 
     /// The file in the registry's storage that holds the blob (or manifest) `digest`.
-    pub fn blob_data_path(&self, digest: &str) -> PathBuf {
+    pub(crate) fn blob_data_path(&self, digest: &str) -> PathBuf {
         let hex = digest.strip_prefix("sha256:").unwrap();
         self.dir
             .path()
@@ -159,32 +159,32 @@ fn free_port() -> u16 {
 }
 
 /// A blob: its bytes and digest.
-pub struct Blob {
+pub(crate) struct Blob {
     pub bytes: Vec<u8>,
     pub digest: String,
 }
 
 impl Blob {
-    pub fn new(bytes: impl Into<Vec<u8>>) -> Blob {
+    pub(crate) fn new(bytes: impl Into<Vec<u8>>) -> Blob {
         let bytes = bytes.into();
         let digest = sha256_digest(&bytes);
         Blob { bytes, digest }
     }
 
-    pub fn size(&self) -> u64 {
+    pub(crate) fn size(&self) -> u64 {
         self.bytes.len() as u64
     }
 }
 
 /// A small single-layer image for `os/arch`: config blob, layer blob, OCI manifest.
-pub struct Image {
+pub(crate) struct Image {
     pub config: Blob,
     pub layer: Blob,
     pub manifest: Blob,
     pub media_type: &'static str,
 }
 
-pub fn oci_image(os: &str, arch: &str, layer_bytes: &[u8]) -> Image {
+pub(crate) fn oci_image(os: &str, arch: &str, layer_bytes: &[u8]) -> Image {
     image(
         os,
         arch,
@@ -195,7 +195,7 @@ pub fn oci_image(os: &str, arch: &str, layer_bytes: &[u8]) -> Image {
     )
 }
 
-pub fn docker_image(os: &str, arch: &str, layer_bytes: &[u8]) -> Image {
+pub(crate) fn docker_image(os: &str, arch: &str, layer_bytes: &[u8]) -> Image {
     image(
         os,
         arch,
@@ -242,7 +242,7 @@ fn image(
 }
 
 /// An index over `(image, os, arch, variant)` entries, of `media_type` (OCI index or Docker list).
-pub fn index(entries: &[(&Image, &str, &str, Option<&str>)], media_type: &str) -> Blob {
+pub(crate) fn index(entries: &[(&Image, &str, &str, Option<&str>)], media_type: &str) -> Blob {
     let manifests: Vec<serde_json::Value> = entries
         .iter()
         .map(|(img, os, arch, variant)| {
@@ -270,7 +270,7 @@ pub fn index(entries: &[(&Image, &str, &str, Option<&str>)], media_type: &str) -
 
 /// A CA and a server certificate it signed for `localhost` and 127.0.0.1, as PEM files in `dir`:
 /// (ca.pem, server.pem, server-key.pem).
-pub fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+pub(crate) fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType,
     };
@@ -303,7 +303,7 @@ pub fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 }
 
 /// An htpasswd file (bcrypt, as distribution requires) with one user.
-pub fn htpasswd_file(dir: &Path, user: &str, password: &str) -> PathBuf {
+pub(crate) fn htpasswd_file(dir: &Path, user: &str, password: &str) -> PathBuf {
     let hash = bcrypt::hash(password, 4).unwrap();
     let path = dir.join("htpasswd");
     let mut f = std::fs::File::create(&path).unwrap();
@@ -312,7 +312,7 @@ pub fn htpasswd_file(dir: &Path, user: &str, password: &str) -> PathBuf {
 }
 
 /// Reads one HTTP/1.1 request head from a blocking stream (bounded size and time).
-pub fn read_request_head(stream: &mut TcpStream) -> Option<Vec<String>> {
+pub(crate) fn read_request_head(stream: &mut TcpStream) -> Option<Vec<String>> {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .ok()?;
@@ -332,7 +332,7 @@ pub fn read_request_head(stream: &mut TcpStream) -> Option<Vec<String>> {
 }
 
 /// `%XX` and `+` decoding of a query component.
-pub fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
@@ -357,17 +357,17 @@ pub fn percent_decode(s: &str) -> String {
 }
 
 /// Peak resident set size of this process (`VmHWM`), in bytes.
-pub fn peak_rss() -> u64 {
+pub(crate) fn peak_rss() -> u64 {
     status_kib("VmHWM:") * 1024
 }
 
 /// Resident set size of this process (`VmRSS`), in bytes.
-pub fn current_rss() -> u64 {
+pub(crate) fn current_rss() -> u64 {
     status_kib("VmRSS:") * 1024
 }
 
 /// Resets `VmHWM` to the current RSS (Linux ≥ 4.0); false if the kernel refused.
-pub fn reset_peak_rss() -> bool {
+pub(crate) fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 

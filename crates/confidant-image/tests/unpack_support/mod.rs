@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use tar::{EntryType, Header};
 
 /// A name no test creates on purpose: an escape would write it somewhere outside the target.
-pub const PROBE: &str = "confidant-escape-probe";
+pub(crate) const PROBE: &str = "confidant-escape-probe";
 
 /// Places outside any jail where an escaping write of [`PROBE`] would land.
 fn global_probe_paths() -> Vec<PathBuf> {
@@ -34,7 +34,7 @@ fn global_probe_paths() -> Vec<PathBuf> {
 
 /// One tar entry, with every field settable, written with raw header bytes.
 #[derive(Debug, Clone)]
-pub struct Raw {
+pub(crate) struct Raw {
     pub name: Vec<u8>,
     pub kind: EntryType,
     pub data: Vec<u8>,
@@ -50,7 +50,7 @@ pub struct Raw {
 }
 
 impl Raw {
-    pub fn new(name: impl AsRef<[u8]>, kind: EntryType) -> Self {
+    pub(crate) fn new(name: impl AsRef<[u8]>, kind: EntryType) -> Self {
         Self {
             name: name.as_ref().to_vec(),
             kind,
@@ -72,7 +72,7 @@ impl Raw {
 }
 
 /// A layer tar under construction.
-pub struct Layer {
+pub(crate) struct Layer {
     builder: tar::Builder<Vec<u8>>,
 }
 
@@ -83,46 +83,46 @@ impl Default for Layer {
 }
 
 impl Layer {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             builder: tar::Builder::new(Vec::new()),
         }
     }
 
-    pub fn dir(&mut self, name: &str, mode: u32) -> &mut Self {
+    pub(crate) fn dir(&mut self, name: &str, mode: u32) -> &mut Self {
         let mut e = Raw::new(name, EntryType::Directory);
         e.mode = mode;
         self.raw(e)
     }
 
-    pub fn file(&mut self, name: &str, mode: u32, data: &[u8]) -> &mut Self {
+    pub(crate) fn file(&mut self, name: &str, mode: u32, data: &[u8]) -> &mut Self {
         let mut e = Raw::new(name, EntryType::Regular);
         e.mode = mode;
         e.data = data.to_vec();
         self.raw(e)
     }
 
-    pub fn symlink(&mut self, name: &str, target: &str) -> &mut Self {
+    pub(crate) fn symlink(&mut self, name: &str, target: &str) -> &mut Self {
         let mut e = Raw::new(name, EntryType::Symlink);
         e.mode = 0o777;
         e.link = target.as_bytes().to_vec();
         self.raw(e)
     }
 
-    pub fn hardlink(&mut self, name: &str, target: &str) -> &mut Self {
+    pub(crate) fn hardlink(&mut self, name: &str, target: &str) -> &mut Self {
         let mut e = Raw::new(name, EntryType::Link);
         e.link = target.as_bytes().to_vec();
         self.raw(e)
     }
 
     /// A whiteout entry: an empty regular file named `name` (`dir/.wh.x`, `dir/.wh..wh..opq`).
-    pub fn whiteout(&mut self, name: &str) -> &mut Self {
+    pub(crate) fn whiteout(&mut self, name: &str) -> &mut Self {
         self.file(name, 0o644, b"")
     }
 
     /// Appends `e` with its name and link name written straight into the header (GNU long name
     /// and long link entries when they do not fit), so nothing is checked or normalized.
-    pub fn raw(&mut self, e: Raw) -> &mut Self {
+    pub(crate) fn raw(&mut self, e: Raw) -> &mut Self {
         if !e.pax.is_empty() {
             self.builder
                 .append_pax_extensions(e.pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
@@ -173,14 +173,14 @@ impl Layer {
     }
 
     /// The finished tar stream.
-    pub fn finish(&mut self) -> Vec<u8> {
+    pub(crate) fn finish(&mut self) -> Vec<u8> {
         let builder = std::mem::replace(&mut self.builder, tar::Builder::new(Vec::new()));
         builder.into_inner().unwrap()
     }
 }
 
 /// Unpacks `layers` in order into `target` with `opts` and one budget; the stats of each.
-pub fn unpack_all(
+pub(crate) fn unpack_all(
     target: &Path,
     layers: &[&[u8]],
     opts: &UnpackOptions,
@@ -200,7 +200,7 @@ pub fn unpack_all(
 /// ```
 ///
 /// A symlink `x -> ../..` in the target points at `jail`.
-pub struct Jail {
+pub(crate) struct Jail {
     pub dir: tempfile::TempDir,
     pub target: PathBuf,
     before: BTreeMap<String, String>,
@@ -213,7 +213,7 @@ impl Default for Jail {
 }
 
 impl Jail {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = tempfile::Builder::new()
             .prefix("unpack-jail-")
             .tempdir()
@@ -245,14 +245,14 @@ impl Jail {
     }
 
     /// Unpacks `layers` into the target (one budget for all).
-    pub fn unpack(&self, layers: &[&[u8]], opts: &UnpackOptions) -> Result<Vec<LayerStats>> {
+    pub(crate) fn unpack(&self, layers: &[&[u8]], opts: &UnpackOptions) -> Result<Vec<LayerStats>> {
         unpack_all(&self.target, layers, opts)
     }
 
     /// Asserts that nothing outside the target changed: every path, type, mode, owner, link
     /// count, size, content hash, link target, mtime and ctime in the jail, and that no probe
     /// appeared in the usual places outside the jail.
-    pub fn assert_nothing_outside(&self) {
+    pub(crate) fn assert_nothing_outside(&self) {
         let after = listing(self.dir.path(), Some(&self.target));
         assert_same_listing(&self.before, &after, "outside the target");
         for probe in global_probe_paths() {
@@ -265,13 +265,13 @@ impl Jail {
     }
 
     /// The target's tree (see [`listing`]), without times.
-    pub fn target_tree(&self) -> BTreeMap<String, String> {
+    pub(crate) fn target_tree(&self) -> BTreeMap<String, String> {
         tree(&self.target)
     }
 }
 
 /// Panics with the differences if `before` and `after` differ.
-pub fn assert_same_listing(
+pub(crate) fn assert_same_listing(
     before: &BTreeMap<String, String>,
     after: &BTreeMap<String, String>,
     what: &str,
@@ -297,7 +297,7 @@ pub fn assert_same_listing(
 
 /// Every path under `root` (not following symlinks, skipping `exclude`) with its type, mode,
 /// owner, link count, size, content hash or link target, mtime and ctime.
-pub fn listing(root: &Path, exclude: Option<&Path>) -> BTreeMap<String, String> {
+pub(crate) fn listing(root: &Path, exclude: Option<&Path>) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     walk(root, root, exclude, true, &mut out);
     out
@@ -305,7 +305,7 @@ pub fn listing(root: &Path, exclude: Option<&Path>) -> BTreeMap<String, String> 
 
 /// Every path under `root` (not following symlinks) with its type, mode, owner, size and
 /// content hash or link target: what two unpacks of the same layers must agree on.
-pub fn tree(root: &Path) -> BTreeMap<String, String> {
+pub(crate) fn tree(root: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     walk(root, root, None, false, &mut out);
     out.remove("");
@@ -392,7 +392,7 @@ fn walk(
 }
 
 /// Groups of paths under `root` that share an inode (hardlinks), each group sorted.
-pub fn hardlink_groups(root: &Path) -> Vec<Vec<String>> {
+pub(crate) fn hardlink_groups(root: &Path) -> Vec<Vec<String>> {
     let mut by_inode: BTreeMap<(u64, u64), Vec<String>> = BTreeMap::new();
     for rel in tree(root).keys() {
         let meta = fs::symlink_metadata(root.join(rel)).unwrap();

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-pub mod pki;
+pub(crate) mod pki;
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -16,31 +16,31 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
-pub use pki::{Ca, Issued};
+pub(crate) use pki::{Ca, Issued};
 
 /// What the echo app writes after it has seen the client's EOF, before closing: proves that the
 /// direction back to the client stays open after the client half-closed.
-pub const TRAILER: &[u8] = b"<eof seen>";
+pub(crate) const TRAILER: &[u8] = b"<eof seen>";
 
 impl Ca {
     /// A fresh root and intermediate (panics on failure: tests only).
-    pub fn new(org: &str) -> Ca {
+    pub(crate) fn new(org: &str) -> Ca {
         Ca::try_new(org).expect("CA")
     }
 
     /// See [`Ca::try_issue`].
-    pub fn issue(&self, workload: &str) -> Issued {
+    pub(crate) fn issue(&self, workload: &str) -> Issued {
         self.try_issue(workload).expect("leaf")
     }
 
     /// See [`Ca::try_issue_with`].
-    pub fn issue_with(&self, cn: &str, uris: &[&str]) -> Issued {
+    pub(crate) fn issue_with(&self, cn: &str, uris: &[&str]) -> Issued {
         self.try_issue_with(cn, uris).expect("leaf")
     }
 }
 
 /// Logs to the test's captured output (shown for failing tests).
-pub fn init_logs() {
+pub(crate) fn init_logs() {
     let _ = tracing_subscriber::fmt()
         .with_test_writer()
         .with_max_level(tracing::Level::DEBUG)
@@ -48,7 +48,7 @@ pub fn init_logs() {
 }
 
 /// The mesh identity of `workload` issued by `ca`.
-pub fn identity(ca: &Ca, workload: &str) -> Identity {
+pub(crate) fn identity(ca: &Ca, workload: &str) -> Identity {
     let issued = ca.issue(workload);
     Identity {
         chain_pem: issued.chain_pem,
@@ -58,13 +58,13 @@ pub fn identity(ca: &Ca, workload: &str) -> Identity {
 }
 
 /// A loopback address on a free port (for listeners that must be created by `Mesh`).
-pub fn any_port() -> SocketAddr {
+pub(crate) fn any_port() -> SocketAddr {
     "127.0.0.1:0".parse().expect("address")
 }
 
 /// A TCP echo app on 127.0.0.1: echoes every byte; once the client has shut down its side, it
 /// writes [`TRAILER`] and closes.
-pub fn echo_server() -> SocketAddr {
+pub(crate) fn echo_server() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind echo");
     let addr = listener.local_addr().expect("echo address");
     thread::spawn(move || {
@@ -93,7 +93,7 @@ pub fn echo_server() -> SocketAddr {
 
 /// Sends `payload` on a plain connection to `addr` (from another thread), shuts down writing, and
 /// reads everything until EOF.
-pub fn round_trip(addr: SocketAddr, payload: Arc<Vec<u8>>) -> io::Result<Vec<u8>> {
+pub(crate) fn round_trip(addr: SocketAddr, payload: Arc<Vec<u8>>) -> io::Result<Vec<u8>> {
     let conn = TcpStream::connect(addr)?;
     conn.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut writer = conn.try_clone()?;
@@ -113,7 +113,7 @@ pub fn round_trip(addr: SocketAddr, payload: Arc<Vec<u8>>) -> io::Result<Vec<u8>
 
 /// A rustls client configuration trusting `root_pem` (the server is checked for `localhost`
 /// as usual) and presenting `client` if given; `tls12` forces TLS 1.2.
-pub fn tls_client_config(
+pub(crate) fn tls_client_config(
     root_pem: &str,
     client: Option<&Issued>,
     tls12: bool,
@@ -148,7 +148,7 @@ pub fn tls_client_config(
 }
 
 /// Connects to a TLS listener directly, writes `ping`, and reads the echo (4 bytes) back.
-pub fn tls_ping(addr: SocketAddr, config: Arc<ClientConfig>) -> io::Result<Vec<u8>> {
+pub(crate) fn tls_ping(addr: SocketAddr, config: Arc<ClientConfig>) -> io::Result<Vec<u8>> {
     let tcp = TcpStream::connect(addr)?;
     tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
     let name = ServerName::try_from("localhost").map_err(io::Error::other)?;
@@ -169,7 +169,7 @@ pub fn tls_ping(addr: SocketAddr, config: Arc<ClientConfig>) -> io::Result<Vec<u
 }
 
 /// Polls `cond` every 10 ms for up to 10 s.
-pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+pub(crate) fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -178,7 +178,7 @@ pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 /// A deterministic, non-repeating-looking payload of `len` bytes.
-pub fn payload(len: usize) -> Vec<u8> {
+pub(crate) fn payload(len: usize) -> Vec<u8> {
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     (0..len)
         .map(|_| {

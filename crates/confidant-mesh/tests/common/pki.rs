@@ -7,14 +7,14 @@ use rcgen::{
 };
 
 /// Root and intermediate CA.
-pub struct Ca {
+pub(crate) struct Ca {
     root: Certificate,
     intermediate: Certificate,
     intermediate_key: KeyPair,
 }
 
 /// A leaf issued by [`Ca::try_issue`].
-pub struct Issued {
+pub(crate) struct Issued {
     /// Leaf then intermediate (PEM).
     pub chain_pem: String,
     /// PKCS#8 PEM.
@@ -36,7 +36,7 @@ fn ca_params(org: &str, cn: &str, pathlen: u8) -> CertificateParams {
 
 impl Ca {
     /// A fresh root and intermediate for organization `org`.
-    pub fn try_new(org: &str) -> Result<Ca, rcgen::Error> {
+    pub(crate) fn try_new(org: &str) -> Result<Ca, rcgen::Error> {
         let root_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
         let root = ca_params(org, &format!("{org} Root CA"), 1).self_signed(&root_key)?;
         let intermediate_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
@@ -53,19 +53,19 @@ impl Ca {
     }
 
     /// The root certificate (PEM).
-    pub fn root_pem(&self) -> String {
+    pub(crate) fn root_pem(&self) -> String {
         self.root.pem()
     }
 
     /// A workload leaf as the coordinator issues it: CN = workload, URI SAN
     /// `confidant://workload/<workload>/1`, plus DNS `localhost` and IP 127.0.0.1; client and
     /// server authentication.
-    pub fn try_issue(&self, workload: &str) -> Result<Issued, rcgen::Error> {
+    pub(crate) fn try_issue(&self, workload: &str) -> Result<Issued, rcgen::Error> {
         self.try_issue_with(workload, &[&format!("confidant://workload/{workload}/1")])
     }
 
     /// A leaf with CN `cn` and exactly the URI SANs `uris` (plus `localhost`, 127.0.0.1).
-    pub fn try_issue_with(&self, cn: &str, uris: &[&str]) -> Result<Issued, rcgen::Error> {
+    pub(crate) fn try_issue_with(&self, cn: &str, uris: &[&str]) -> Result<Issued, rcgen::Error> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use confidant_shield::{MemoryRootStore, ROOT_INO, RootStore, Volume, VolumeKey};
 
 /// A small deterministic PRNG (xorshift64*), so failures reproduce from the seed.
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
-    pub fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -22,54 +22,54 @@ impl Rng {
         self.0 = x;
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
-    pub fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         if n == 0 { 0 } else { self.next() % n }
     }
-    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+    pub(crate) fn bytes(&mut self, n: usize) -> Vec<u8> {
         (0..n).map(|_| self.next() as u8).collect()
     }
 }
 
-pub const KEY: [u8; 32] = [0x42; 32];
+pub(crate) const KEY: [u8; 32] = [0x42; 32];
 
-pub fn key() -> VolumeKey {
+pub(crate) fn key() -> VolumeKey {
     VolumeKey::from_bytes(KEY)
 }
 
 /// A fresh volume in a temporary directory with an in-memory root store.
-pub struct Fixture {
+pub(crate) struct Fixture {
     pub tmp: tempfile::TempDir,
     pub roots: MemoryRootStore,
 }
 
 impl Fixture {
-    pub fn new() -> (Self, Volume) {
+    pub(crate) fn new() -> (Self, Volume) {
         let tmp = tempfile::tempdir().unwrap();
         let roots = MemoryRootStore::new();
         let v = Volume::create(tmp.path().join("vol"), key(), Arc::new(roots.clone())).unwrap();
         (Self { tmp, roots }, v)
     }
-    pub fn dir(&self) -> PathBuf {
+    pub(crate) fn dir(&self) -> PathBuf {
         self.tmp.path().join("vol")
     }
-    pub fn store(&self) -> Arc<dyn RootStore> {
+    pub(crate) fn store(&self) -> Arc<dyn RootStore> {
         Arc::new(self.roots.clone())
     }
-    pub fn open(&self) -> Volume {
+    pub(crate) fn open(&self) -> Volume {
         Volume::open(self.dir(), key(), self.store(), false).unwrap()
     }
-    pub fn try_open(&self) -> confidant_shield::Result<Volume> {
+    pub(crate) fn try_open(&self) -> confidant_shield::Result<Volume> {
         Volume::open(self.dir(), key(), self.store(), false)
     }
 }
 
-pub fn create(v: &Volume, name: &str) -> u64 {
+pub(crate) fn create(v: &Volume, name: &str) -> u64 {
     v.create_file(ROOT_INO, OsStr::new(name), 0o644, 0, 0)
         .unwrap()
         .ino
 }
 
-pub fn read_all(v: &Volume, ino: u64) -> confidant_shield::Result<Vec<u8>> {
+pub(crate) fn read_all(v: &Volume, ino: u64) -> confidant_shield::Result<Vec<u8>> {
     let size = v.getattr(ino)?.size;
     let mut out = Vec::new();
     while (out.len() as u64) < size {
@@ -81,7 +81,7 @@ pub fn read_all(v: &Volume, ino: u64) -> confidant_shield::Result<Vec<u8>> {
 }
 
 /// The one `d/` object of a volume with one file.
-pub fn data_objects(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn data_objects(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("d"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -90,7 +90,7 @@ pub fn data_objects(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-pub fn meta_objects(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn meta_objects(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("m"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -99,7 +99,7 @@ pub fn meta_objects(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-pub fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();

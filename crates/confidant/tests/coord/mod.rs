@@ -15,10 +15,10 @@ use confidant_attest::sim::SimPlatform;
 use serde_json::{Value, json};
 
 /// What the test workloads' simulated launch measures.
-pub const MEASURED: &[u8] = b"storm workload";
+pub(crate) const MEASURED: &[u8] = b"storm workload";
 
 /// A running `confidant coordinator run`, killed with SIGKILL on drop.
-pub struct Coordinator {
+pub(crate) struct Coordinator {
     pub child: Child,
     pub url: String,
 }
@@ -31,7 +31,7 @@ impl Drop for Coordinator {
 }
 
 /// Nothing of a `confidant run` is left under `run_dir`: no entry and no mount.
-pub fn assert_run_dir_clean(run_dir: &Path) {
+pub(crate) fn assert_run_dir_clean(run_dir: &Path) {
     let entries: Vec<_> = std::fs::read_dir(run_dir)
         .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
         .unwrap_or_default();
@@ -44,7 +44,7 @@ pub fn assert_run_dir_clean(run_dir: &Path) {
     );
 }
 
-pub fn confidant(home: &Path) -> Command {
+pub(crate) fn confidant(home: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_confidant"));
     c.env("CONFIDANT_HOME", home);
     c
@@ -53,7 +53,7 @@ pub fn confidant(home: &Path) -> Command {
 /// Starts a coordinator for `home` and verifies it with the CLI (`confidant verify`, with this
 /// binary's sim measurement as the reference value, written to `dir/ref.json`), so that later
 /// commands trust it. Returns it and its address (`host:port`).
-pub fn start_verified(home: &Path, dir: &Path) -> (Coordinator, String) {
+pub(crate) fn start_verified(home: &Path, dir: &Path) -> (Coordinator, String) {
     let coordinator = start(home);
     let address = coordinator.url.trim_start_matches("https://").to_string();
     let own = own_measurement();
@@ -69,13 +69,13 @@ pub fn start_verified(home: &Path, dir: &Path) -> (Coordinator, String) {
 
 /// This binary's sim launch measurement (hex): what the coordinator and the agent it runs
 /// report.
-pub fn own_measurement() -> String {
+pub(crate) fn own_measurement() -> String {
     hex::encode(SimAttester::measure(
         &std::fs::read(env!("CARGO_BIN_EXE_confidant")).unwrap(),
     ))
 }
 
-pub fn start(home: &Path) -> Coordinator {
+pub(crate) fn start(home: &Path) -> Coordinator {
     let mut child = confidant(home)
         .args([
             "coordinator",
@@ -100,14 +100,14 @@ pub fn start(home: &Path) -> Coordinator {
     Coordinator { child, url }
 }
 
-pub struct Client {
+pub(crate) struct Client {
     pub url: String,
     pub cert: Option<(PathBuf, PathBuf)>,
 }
 
 impl Client {
     /// Sends a request with curl; returns (status, body as JSON or null).
-    pub fn call(&self, method: &str, path: &str, body: Option<&[u8]>) -> (u16, Value) {
+    pub(crate) fn call(&self, method: &str, path: &str, body: Option<&[u8]>) -> (u16, Value) {
         let mut c = Command::new("curl");
         c.args([
             "-sk",
@@ -151,7 +151,7 @@ impl Client {
     }
 }
 
-pub fn user(dir: &Path, name: &str) -> (String, PathBuf, PathBuf) {
+pub(crate) fn user(dir: &Path, name: &str) -> (String, PathBuf, PathBuf) {
     let ck = rcgen::generate_simple_self_signed(vec![format!("{name}.example")]).unwrap();
     let cert = dir.join(format!("{name}.crt"));
     let key = dir.join(format!("{name}.key"));
@@ -160,21 +160,21 @@ pub fn user(dir: &Path, name: &str) -> (String, PathBuf, PathBuf) {
     (ck.cert.pem(), cert, key)
 }
 
-pub fn indent(pem: &str, n: usize) -> String {
+pub(crate) fn indent(pem: &str, n: usize) -> String {
     pem.lines()
         .map(|l| format!("{}{l}\n", " ".repeat(n)))
         .collect()
 }
 
 /// A workload: its key, CSR and a sim attester on the coordinator's platform.
-pub struct Workload {
+pub(crate) struct Workload {
     pub key: rcgen::KeyPair,
     pub csr: String,
     pub attester: SimAttester,
 }
 
 impl Workload {
-    pub fn new(home: &Path) -> Workload {
+    pub(crate) fn new(home: &Path) -> Workload {
         let key = rcgen::KeyPair::generate().unwrap();
         let csr = rcgen::CertificateParams::default()
             .serialize_request(&key)
@@ -190,7 +190,7 @@ impl Workload {
     }
 
     /// A fresh `POST activate` body for `workload` (takes a nonce from the coordinator).
-    pub fn body(&self, client: &Client, workload: &str) -> Value {
+    pub(crate) fn body(&self, client: &Client, workload: &str) -> Value {
         let (code, n) = client.call("POST", "/api/v1/nonce", None);
         assert_eq!(code, 200, "{n}");
         let nonce = hex::decode(n["nonce"].as_str().unwrap()).unwrap();
@@ -200,7 +200,7 @@ impl Workload {
     }
 
     /// Activates workload `w`.
-    pub fn activate(&self, client: &Client) -> (u16, Value) {
+    pub(crate) fn activate(&self, client: &Client) -> (u16, Value) {
         let (code, n) = client.call("POST", "/api/v1/nonce", None);
         if code != 200 {
             return (code, n);
@@ -217,7 +217,7 @@ impl Workload {
     }
 
     /// Sends an activation body.
-    pub fn send(client: &Client, body: &Value) -> (u16, Value) {
+    pub(crate) fn send(client: &Client, body: &Value) -> (u16, Value) {
         client.call(
             "POST",
             "/api/v1/activate",
@@ -226,13 +226,13 @@ impl Workload {
     }
 }
 
-pub fn secret_value(client: &Client, name: &str) -> Vec<u8> {
+pub(crate) fn secret_value(client: &Client, name: &str) -> Vec<u8> {
     let (code, v) = client.call("GET", &format!("/api/v1/secrets/{name}"), None);
     assert_eq!(code, 200, "{v}");
     STANDARD.decode(v["value"].as_str().unwrap()).unwrap()
 }
 
-pub fn put_secret(client: &Client, name: &str, value: &[u8]) -> u16 {
+pub(crate) fn put_secret(client: &Client, name: &str, value: &[u8]) -> u16 {
     let body = json!({"value": STANDARD.encode(value)});
     client
         .call(
@@ -244,7 +244,7 @@ pub fn put_secret(client: &Client, name: &str, value: &[u8]) -> u16 {
 }
 
 /// Asserts an error answer: status, code and field.
-pub fn assert_error(answer: &(u16, Value), status: u16, code: &str, field: Option<&str>) {
+pub(crate) fn assert_error(answer: &(u16, Value), status: u16, code: &str, field: Option<&str>) {
     let (got, body) = answer;
     assert_eq!(*got, status, "{body}");
     assert_eq!(body["error"]["code"], code, "{body}");
@@ -259,7 +259,7 @@ pub fn assert_error(answer: &(u16, Value), status: u16, code: &str, field: Optio
     );
 }
 
-pub fn setup(dir: &Path) -> (PathBuf, String, PathBuf, PathBuf) {
+pub(crate) fn setup(dir: &Path) -> (PathBuf, String, PathBuf, PathBuf) {
     let home = dir.join("home");
     let out = confidant(&home)
         .args(["attest", "sim", "init"])
@@ -271,12 +271,12 @@ pub fn setup(dir: &Path) -> (PathBuf, String, PathBuf, PathBuf) {
 }
 
 /// The repository's top directory (for examples/ and its scripts).
-pub fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// Runs `c`, asserting it succeeds (its output in the message otherwise).
-pub fn run_ok(c: &mut Command) -> std::process::Output {
+pub(crate) fn run_ok(c: &mut Command) -> std::process::Output {
     let out = c.output().unwrap();
     assert!(
         out.status.success(),
@@ -290,7 +290,7 @@ pub fn run_ok(c: &mut Command) -> std::process::Output {
 /// Builds `examples/<app>`'s image into `dir/plain`, encrypts it for the coordinator at
 /// `address` into `dir/enc` (its image key saved as `dir/image-key.pem`), and returns the
 /// encrypted image's manifest digest.
-pub fn encrypted_example_image(home: &Path, address: &str, dir: &Path, app: &str) -> String {
+pub(crate) fn encrypted_example_image(home: &Path, address: &str, dir: &Path, app: &str) -> String {
     let key_pem =
         run_ok(confidant(home).args(["certificate", "image-key", "--coordinator", address])).stdout;
     std::fs::write(dir.join("image-key.pem"), key_pem).unwrap();

@@ -12,7 +12,7 @@ use crate::requirements::{Need, file, program, require, root};
 use serde_json::Value;
 
 /// What a Redis run with a protected volume needs from the machine.
-pub fn needs() -> Vec<Need> {
+pub(crate) fn needs() -> Vec<Need> {
     vec![
         root(),
         file("/dev/fuse"),
@@ -24,11 +24,11 @@ pub fn needs() -> Vec<Need> {
 }
 
 /// Whether the machine has [`needs`]; fails the test if not (see [`require`]).
-pub fn ready() -> bool {
+pub(crate) fn ready() -> bool {
     require(&needs())
 }
 
-pub struct Setup {
+pub(crate) struct Setup {
     pub dir: tempfile::TempDir,
     pub home: PathBuf,
     _coordinator: coord::Coordinator,
@@ -40,7 +40,7 @@ pub struct Setup {
 
 /// A coordinator, the Redis image encrypted for it, and examples/redis/manifest-volume.yaml
 /// (changed by `edit`) with the mesh on `port`.
-pub fn prepare(port: u16, edit: impl Fn(String) -> String) -> Setup {
+pub(crate) fn prepare(port: u16, edit: impl Fn(String) -> String) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let (home, ops_pem, cert, key) = setup(dir.path());
     let (coordinator, address) = coord::start_verified(&home, dir.path());
@@ -79,11 +79,11 @@ pub fn prepare(port: u16, edit: impl Fn(String) -> String) -> Setup {
 }
 
 /// A `confidant run` in the background, stopped with SIGTERM on drop (then killed).
-pub struct Running(pub Option<Child>);
+pub(crate) struct Running(pub Option<Child>);
 
 impl Running {
     /// SIGTERM, and the exit code.
-    pub fn stop(mut self) -> i32 {
+    pub(crate) fn stop(mut self) -> i32 {
         let mut c = self.0.take().unwrap();
         let _ = Command::new("kill")
             .arg("-TERM")
@@ -95,12 +95,12 @@ impl Running {
 
 impl Running {
     /// The agent's pid.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.0.as_ref().map_or(0, Child::id)
     }
 
     /// SIGKILL to the agent, as the OOM killer sends it: it cannot clean up. Reaped.
-    pub fn kill_agent(mut self) {
+    pub(crate) fn kill_agent(mut self) {
         if let Some(mut c) = self.0.take() {
             c.kill().unwrap();
             c.wait().unwrap();
@@ -128,20 +128,20 @@ impl Drop for Running {
 }
 
 impl Setup {
-    pub fn image(&self) -> String {
+    pub(crate) fn image(&self) -> String {
         format!("oci:{}:latest", self.dir.path().join("enc").display())
     }
 
-    pub fn backing(&self) -> PathBuf {
+    pub(crate) fn backing(&self) -> PathBuf {
         self.dir.path().join("volumes/data")
     }
 
     /// `--volume-root`: where the volumes not given by `--volume` (the ephemeral ones) go.
-    pub fn volume_root(&self) -> PathBuf {
+    pub(crate) fn volume_root(&self) -> PathBuf {
         self.dir.path().join("volume-root")
     }
 
-    pub fn run(&self, log: &str) -> Command {
+    pub(crate) fn run(&self, log: &str) -> Command {
         let mut c = confidant(&self.home);
         c.args([
             "run",
@@ -164,11 +164,11 @@ impl Setup {
         c
     }
 
-    pub fn log(&self, name: &str) -> String {
+    pub(crate) fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
     }
 
-    pub fn start(&self, log: &str) -> Running {
+    pub(crate) fn start(&self, log: &str) -> Running {
         let mut child = self.run(log).spawn().unwrap();
         let start = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
@@ -194,7 +194,7 @@ impl Setup {
         r
     }
 
-    pub fn secret(&self, name: &str) -> Value {
+    pub(crate) fn secret(&self, name: &str) -> Value {
         let out = run_ok(
             confidant(&self.home)
                 .args([
@@ -215,7 +215,7 @@ impl Setup {
     }
 
     /// redis-cli through the mesh with a client certificate and the password.
-    pub fn cli(&self, args: &[&str]) -> String {
+    pub(crate) fn cli(&self, args: &[&str]) -> String {
         let d = self.dir.path();
         if !d.join("client.crt").exists() {
             let c = self.secret("redis_client");
@@ -250,7 +250,7 @@ impl Setup {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
-    pub fn assert_nothing_left(&self) {
+    pub(crate) fn assert_nothing_left(&self) {
         coord::assert_run_dir_clean(&self.run_dir);
     }
 }
