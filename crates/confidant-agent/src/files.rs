@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use confidant_api::SecretString;
 
@@ -35,14 +35,13 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> FilesError {
     move |source| FilesError::Io { what, source }
 }
 
-/// Checks a rendered file's path: absolute, no `..`, no empty name.
+/// Checks a rendered file's path as written in the manifest: absolute, and every segment a
+/// name (no empty segment, no `.` or `..`).
 fn check_path(path: &str) -> Result<(), FilesError> {
-    let p = Path::new(path);
-    let ok = p.is_absolute()
-        && p.components()
-            .skip(1)
-            .all(|c| matches!(c, Component::Normal(_)))
-        && p.file_name().is_some();
+    let ok = path.strip_prefix('/').is_some_and(|rest| {
+        rest.split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+    });
     if ok {
         Ok(())
     } else {
