@@ -18,7 +18,7 @@ release:
 # program is missing fails (CONFIDANT_TEST_ALLOW_MISSING=1 skips it instead; CI never sets it).
 # python3.11: examples/python/build-image.sh copies Debian's /usr/bin/python3.11 into its image.
 # procps: the examples' try.sh scripts use ps.
-DEB_PACKAGES := openssl curl jq gettext-base docker-registry skopeo umoci busybox-static runc redis-server redis-tools nginx-light memcached python3 python3.11 fuse3 sqlite3 iproute2 procps
+DEB_PACKAGES := openssl curl jq gettext-base docker-registry skopeo umoci busybox-static runc redis-server redis-tools nginx-light memcached python3 python3.11 python3-pip fuse3 sqlite3 iproute2 procps
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -26,6 +26,11 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 	@command -v rustfmt >/dev/null && $(CARGO) clippy --version >/dev/null 2>&1 || rustup component add rustfmt clippy
+	@# A strict DER parser for the certificate tests: python3's cryptography >= 43 (from PyPI).
+	@python3 -c 'import cryptography, sys; sys.exit(int(cryptography.__version__.split(".")[0]) < 43)' 2>/dev/null || \
+	  { echo "installing cryptography>=43 for python3 (PyPI)"; \
+	    python3 -m pip install -q 'cryptography>=43' 2>/dev/null || \
+	    python3 -m pip install -q --break-system-packages 'cryptography>=43'; }
 
 fmt-check:
 	$(CARGO) fmt --all -- --check

@@ -22,7 +22,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{
-    BasicConstraints, Certificate, CertificateParams, DistinguishedName, DnType,
+    BasicConstraints, Certificate, CertificateParams, CustomExtension, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
     PKCS_ECDSA_P384_SHA384, PKCS_ED25519, PKCS_RSA_SHA256, RsaKeySize, SanType, SerialNumber,
     SignatureAlgorithm, SubjectPublicKeyInfo,
@@ -420,7 +420,13 @@ impl CoordinatorCa {
         params
             .distinguished_name
             .push(DnType::CommonName, common_name);
-        params.is_ca = IsCa::ExplicitNoCa;
+        // "Not a CA" as DER encodes it: a critical BasicConstraints that is an empty SEQUENCE
+        // (`cA` is DEFAULT FALSE, so DER leaves it out). rcgen's `ExplicitNoCa` writes `cA
+        // FALSE` explicitly, which strict parsers (Python's `cryptography` >= 43) refuse.
+        params.is_ca = IsCa::NoCa;
+        let mut not_ca = CustomExtension::from_oid_content(BASIC_CONSTRAINTS_OID, vec![0x30, 0x00]);
+        not_ca.set_criticality(true);
+        params.custom_extensions.push(not_ca);
         params.not_before = not_before.max(issuer.not_before);
         params.not_after = not_after;
         params.serial_number = Some(random_serial()?);
@@ -600,6 +606,9 @@ fn to_datetime(t: SystemTime) -> Result<OffsetDateTime, CaError> {
 }
 
 /// 16 random bytes, top bit clear: a positive serial, unguessable (RFC 5280 allows 20 octets).
+/// id-ce-basicConstraints (RFC 5280, 4.2.1.9).
+const BASIC_CONSTRAINTS_OID: &[u64] = &[2, 5, 29, 19];
+
 fn random_serial() -> Result<SerialNumber, CaError> {
     let mut bytes = [0u8; 16];
     SystemRandom::new()
