@@ -18,6 +18,10 @@ pub enum ErrorCode {
     Forbidden,
     /// 404: no such endpoint, workload, secret, package, volume or manifest version.
     NotFound,
+    /// 405: the endpoint exists but not with this method.
+    MethodNotAllowed,
+    /// 413: the request body is larger than the API takes.
+    PayloadTooLarge,
     /// 409: the request conflicts with the coordinator's state.
     Conflict,
     /// 409: the coordinator is in the wrong state (no manifest yet, or in recovery).
@@ -58,11 +62,13 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code the coordinator answers with (all but [`ErrorCode::Unknown`]).
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::Malformed,
         ErrorCode::Unauthenticated,
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::PayloadTooLarge,
         ErrorCode::Conflict,
         ErrorCode::WrongState,
         ErrorCode::ActivationsExhausted,
@@ -88,6 +94,8 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::PayloadTooLarge => 413,
             ErrorCode::Conflict
             | ErrorCode::WrongState
             | ErrorCode::ActivationsExhausted
@@ -107,6 +115,21 @@ impl ErrorCode {
         }
     }
 
+    /// The code of an error answer with `status` that carries no code of its own (the HTTP
+    /// framework's answers: 405, 413, an undecodable path or query): the status's generic code.
+    pub fn for_status(status: u16) -> ErrorCode {
+        match status {
+            401 => ErrorCode::Unauthenticated,
+            403 => ErrorCode::Forbidden,
+            404 => ErrorCode::NotFound,
+            405 => ErrorCode::MethodNotAllowed,
+            409 => ErrorCode::Conflict,
+            413 => ErrorCode::PayloadTooLarge,
+            400..=499 => ErrorCode::Malformed,
+            _ => ErrorCode::Internal,
+        }
+    }
+
     /// The code as it appears on the wire (`evidence_rejected`).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -114,6 +137,8 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::Conflict => "conflict",
             ErrorCode::WrongState => "wrong_state",
             ErrorCode::ActivationsExhausted => "activations_exhausted",
@@ -229,6 +254,12 @@ mod tests {
         }
         let code: ErrorCode = serde_json::from_str("\"from_the_future\"").unwrap();
         assert_eq!(code, ErrorCode::Unknown);
+        // A framework's answer gets the code of its status, and that code the same status.
+        for status in [400, 401, 403, 404, 405, 409, 413] {
+            assert_eq!(ErrorCode::for_status(status).status(), status);
+        }
+        assert_eq!(ErrorCode::for_status(415), ErrorCode::Malformed);
+        assert_eq!(ErrorCode::for_status(503), ErrorCode::Internal);
     }
 
     #[test]

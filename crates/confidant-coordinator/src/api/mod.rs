@@ -290,7 +290,7 @@ async fn record<S: Store + 'static>(
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let start = Instant::now();
-    let mut resp = next.run(req).await;
+    let mut resp = json_error_body(next.run(req).await).await;
     api.metrics.duration.observe(start.elapsed().as_secs_f64());
     api.metrics
         .requests
@@ -302,6 +302,43 @@ async fn record<S: Store + 'static>(
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
+}
+
+/// The largest framework error body kept as the message of the JSON error that replaces it.
+const MAX_FRAMEWORK_MESSAGE: usize = 500;
+
+/// Gives an error answer the HTTP framework made itself (405, 413, an undecodable path or
+/// query) the API's JSON error body: every non-2xx answer has it.
+async fn json_error_body(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let mut message: String = text.chars().take(MAX_FRAMEWORK_MESSAGE).collect();
+    if message.is_empty() {
+        message = status
+            .canonical_reason()
+            .unwrap_or("the request was refused")
+            .to_string();
+    }
+    let code = ErrorCode::for_status(status.as_u16());
+    let mut json = ApiError(CoreError::new(code, None, message)).into_response();
+    *json.status_mut() = status;
+    for name in [header::ALLOW, header::RETRY_AFTER] {
+        if let Some(v) = parts.headers.get(&name) {
+            json.headers_mut().insert(name, v.clone());
+        }
+    }
+    json
 }
 
 async fn not_found() -> ApiError {
@@ -535,6 +572,13 @@ async fn activate<S: Store + 'static>(State(api): State<Arc<Api<S>>>, body: Byte
     let req = parse_activate_request(&body)?;
     let c = api.coordinator()?;
     let workload = req.workload.clone();
+    // Metrics series only for workloads the manifest names: a stranger's made-up names are
+    // all one `unknown` series.
+    let label = if c.has_workload(&workload) {
+        workload.clone()
+    } else {
+        "unknown".to_string()
+    };
     let result = blocking(move || c.activate(&req, SystemTime::now())).await;
     let outcome = match &result {
         Ok(a) => {
@@ -542,18 +586,15 @@ async fn activate<S: Store + 'static>(State(api): State<Arc<Api<S>>>, body: Byte
             "ok"
         }
         Err(e) => {
-            tracing::warn!(workload = %workload, code = %e.0.code, "activation refused: {}", e.0.message);
+            // Debug formatting escapes control characters a client put in the name.
+            tracing::warn!(workload = ?workload, code = %e.0.code, "activation refused: {}", e.0.message);
             e.0.code.as_str()
         }
     };
     api.metrics
         .activations
         .get_or_create(&ActivationLabels {
-            workload: if workload.len() <= 64 {
-                workload
-            } else {
-                "unknown".into()
-            },
+            workload: label,
             outcome: outcome.into(),
         })
         .inc();

@@ -252,6 +252,12 @@ impl<S: Store> Coordinator<S> {
             .ok_or_else(|| CoreError::wrong_state("accepting a manifest", "running"))
     }
 
+    /// Whether the current manifest names workload `name` (metrics label only known names).
+    pub fn has_workload(&self, name: &str) -> bool {
+        self.current()
+            .is_some_and(|c| c.manifest.workloads.contains_key(name))
+    }
+
     /// The current state.
     pub fn state(&self) -> State {
         if self.current().is_some() {
