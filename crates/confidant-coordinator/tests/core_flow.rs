@@ -486,6 +486,34 @@ fn unset_plain_secret_is_named_when_rendering_fails() {
 }
 
 #[test]
+fn a_refused_activation_is_not_counted() {
+    let f = fixture();
+    let now = SystemTime::now();
+    // max_activations is 3: refusals after the evidence checks must not spend any of them.
+    f.c.set_manifest(&Principal::Anonymous, &manifest(&f, ""), now)
+        .unwrap();
+    let w = Workload::new(&f.platform);
+    // A template that cannot render yet (the plain secret `token` is not set), more often
+    // than max_activations: counted before rendering, the fourth would be `exhausted`.
+    for _ in 0..4 {
+        let e = f.c.activate(&w.request(&f.c, "web"), now).unwrap_err();
+        assert_eq!(e.code, ErrorCode::Template, "{e}");
+    }
+    assert_eq!(f.c.status().unwrap().activations.get("web"), None);
+    f.c.secret_put(&f.alice, "token", b"t0ken", now).unwrap();
+    // All three activations are still there.
+    for n in 1..=3 {
+        let a = f.c.activate(&w.request(&f.c, "web"), now).unwrap();
+        assert_eq!(a.activation, format!("web/{n}"));
+    }
+    let e = f.c.activate(&w.request(&f.c, "web"), now).unwrap_err();
+    assert_eq!(e.code, ErrorCode::ActivationsExhausted, "{e}");
+    // The audit log has exactly the three.
+    let log = f.c.audit(&f.alice, 0, 100).unwrap();
+    assert_eq!(log.iter().filter(|e| e.action == "activate").count(), 3);
+}
+
+#[test]
 fn the_audit_log_records_who_did_what() {
     let f = fixture();
     running(&f);

@@ -111,6 +111,13 @@ impl WorkloadIdentity {
     }
 }
 
+/// A CSR whose form, self-signature and key [`CoordinatorCa::check_csr`] accepted.
+#[derive(Debug, Clone)]
+pub struct CheckedCsr {
+    spki_der: Vec<u8>,
+    is_rsa: bool,
+}
+
 /// A certificate signed from a workload's CSR.
 #[derive(Debug, Clone)]
 pub struct IssuedCert {
@@ -302,8 +309,14 @@ impl CoordinatorCa {
         now: SystemTime,
         validity: Duration,
     ) -> Result<IssuedCert, CaError> {
-        check_label(&identity.workload, "identity.workload")?;
-        check_label(&identity.activation, "identity.activation")?;
+        let checked = self.check_csr(csr)?;
+        self.sign_checked(&checked, identity, now, validity)
+    }
+
+    /// Parses `csr` (PEM or DER) and checks what [`CoordinatorCa::sign_csr`] checks of it alone
+    /// (its self-signature, its key's kind and size), so that an activation refuses a CSR
+    /// before it is counted.
+    pub fn check_csr(&self, csr: &[u8]) -> Result<CheckedCsr, CaError> {
         let der = csr_der(csr)?;
         let (rest, req) = X509CertificationRequest::from_der(&der)
             .map_err(|e| CaError::CsrParse(e.to_string()))?;
@@ -327,7 +340,29 @@ impl CoordinatorCa {
             algorithm: req.signature_algorithm.algorithm.to_id_string(),
             reason: e.to_string(),
         })?;
-        let spki_der = req.certification_request_info.subject_pki.raw;
+        let spki_der = req.certification_request_info.subject_pki.raw.to_vec();
+        SubjectPublicKeyInfo::from_der(&spki_der).map_err(|e| {
+            invalid(
+                "csr.public_key",
+                "an ECDSA P-256/P-384, Ed25519 or RSA key",
+                e,
+            )
+        })?;
+        Ok(CheckedCsr { spki_der, is_rsa })
+    }
+
+    /// Issues the certificate for a CSR [`CoordinatorCa::check_csr`] accepted.
+    pub fn sign_checked(
+        &self,
+        checked: &CheckedCsr,
+        identity: &WorkloadIdentity,
+        now: SystemTime,
+        validity: Duration,
+    ) -> Result<IssuedCert, CaError> {
+        check_label(&identity.workload, "identity.workload")?;
+        check_label(&identity.activation, "identity.activation")?;
+        let spki_der = checked.spki_der.as_slice();
+        let is_rsa = checked.is_rsa;
         let public_key = SubjectPublicKeyInfo::from_der(spki_der).map_err(|e| {
             invalid(
                 "csr.public_key",

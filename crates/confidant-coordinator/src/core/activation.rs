@@ -179,6 +179,49 @@ impl<S: Store> Coordinator<S> {
                     .into(),
             });
         }
+        // Everything else that can refuse the activation, before it is counted: the CSR as the
+        // CA will sign it, and the templates, rendered once with a stand-in for the certificate
+        // (a `plain` secret they name may not be set yet).
+        let csr = self
+            .ca
+            .check_csr(&req.csr)
+            .map_err(|e| CoreError::new(ErrorCode::Malformed, Some("csr"), e.to_string()))?;
+        let mut values = self.shared_secret_values(m)?;
+        let mut unset = Vec::new();
+        for (name, secret) in &m.secrets {
+            if secret.per_activation() {
+                if let Some(v) =
+                    secrets::generate(self.options.random.as_ref(), &self.ca, secret, now)?
+                {
+                    values.insert(
+                        name.clone(),
+                        v.to_public(matches!(secret, Secret::Plain {}))?,
+                    );
+                }
+            } else if !values.contains_key(name) {
+                unset.push(name.clone());
+            }
+        }
+        let render = |cert: String| {
+            let builtins = Builtins {
+                cert,
+                root_ca: self.ca.root_pem(),
+                coordinator: self.options.address.clone(),
+            };
+            render_parameters(w, workload, &values, &builtins).map_err(|e| {
+                let hint = if unset.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (plain secrets not set yet: {})", unset.join(", "))
+                };
+                CoreError::new(
+                    ErrorCode::Template,
+                    Some(&format!("workloads.{w}.{}", e.location)),
+                    format!("{e}{hint}"),
+                )
+            })
+        };
+        render(String::new())?;
         // Count it; the count, and its audit entry, are durable before anything is handed out.
         let time = super::rfc3339(now);
         let n = self.activations.count(
@@ -200,41 +243,9 @@ impl<S: Store> Coordinator<S> {
         };
         let issued = self
             .ca
-            .sign_csr(&req.csr, &identity, now, WORKLOAD_CERT_VALIDITY)
-            .map_err(|e| CoreError::new(ErrorCode::Malformed, Some("csr"), e.to_string()))?;
-        let mut values = self.shared_secret_values(m)?;
-        let mut unset = Vec::new();
-        for (name, secret) in &m.secrets {
-            if secret.per_activation() {
-                if let Some(v) =
-                    secrets::generate(self.options.random.as_ref(), &self.ca, secret, now)?
-                {
-                    values.insert(
-                        name.clone(),
-                        v.to_public(matches!(secret, Secret::Plain {}))?,
-                    );
-                }
-            } else if !values.contains_key(name) {
-                unset.push(name.clone());
-            }
-        }
-        let builtins = Builtins {
-            cert: issued.cert_pem.clone(),
-            root_ca: self.ca.root_pem(),
-            coordinator: self.options.address.clone(),
-        };
-        let parameters = render_parameters(w, workload, &values, &builtins).map_err(|e| {
-            let hint = if unset.is_empty() {
-                String::new()
-            } else {
-                format!(" (plain secrets not set yet: {})", unset.join(", "))
-            };
-            CoreError::new(
-                ErrorCode::Template,
-                Some(&format!("workloads.{w}.{}", e.location)),
-                format!("{e}{hint}"),
-            )
-        })?;
+            .sign_checked(&csr, &identity, now, WORKLOAD_CERT_VALIDITY)
+            .map_err(|e| CoreError::internal(format!("signing the workload certificate: {e}")))?;
+        let parameters = render(issued.cert_pem.clone())?;
         Ok(Activation {
             activation: format!("{w}/{n}"),
             volumes,
