@@ -226,6 +226,9 @@ pub fn run(config: &RunConfig, observer: &dyn Observer) -> Result<RunReport, Run
         activated.name(),
         image.digest()
     ));
+    for w in &activated.answer.warnings {
+        observer.say(&format!("warning from the coordinator's appraisal: {w}"));
+    }
     check_stop("after activation")?;
     let keys = image::released_keys(image.manifest(), &activated.answer.layer_keys)?;
     let id = container_id(&config.workload)?;

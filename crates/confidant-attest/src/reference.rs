@@ -235,6 +235,10 @@ fn hex_list(v: &[HexBytes]) -> String {
     }
 }
 
+/// The warning every appraisal that accepted a debug TEE (`allow_debug`) carries, and every
+/// output shows, as it shows SIMULATION.
+pub const DEBUG_WARNING: &str = "DEBUG TEE: the evidence comes from a TEE in debug mode (accepted by allow_debug): its host can read and change its memory, so nothing in it is confidential";
+
 impl ReferenceValues {
     /// Parses reference values from JSON.
     pub fn from_json(text: &str) -> Result<ReferenceValues, String> {
@@ -304,6 +308,9 @@ impl ReferenceValues {
                 "false (allow_debug is not set)",
                 "true",
             ));
+        }
+        if claims.debug && self.allow_debug {
+            a.warnings.push(DEBUG_WARNING.to_string());
         }
         if let Some(rd) = &self.report_data
             && !rd.matches(&claims.report_data)
@@ -550,9 +557,13 @@ mod tests {
     use crate::sim::{SimPlatform, SimReportBody};
 
     fn sim_claims(config_id: [u8; 48]) -> Claims {
+        sim_claims_debug(config_id, false)
+    }
+
+    fn sim_claims_debug(config_id: [u8; 48], debug: bool) -> Claims {
         let p = SimPlatform::generate().unwrap();
         p.sign(SimReportBody {
-            debug: false,
+            debug,
             product_id: 0,
             svn: 0,
             measurement: [1; 48],
@@ -575,5 +586,27 @@ mod tests {
         assert_eq!(other.mismatches[0].field, "sim.config_id");
         let none = rv.appraise(&sim_claims([0; 48]));
         assert!(none.mismatches[0].got.starts_with("none"), "{none:?}");
+    }
+
+    #[test]
+    fn a_debug_tee_is_refused_or_accepted_with_a_warning() {
+        let debug = sim_claims_debug([0; 48], true);
+        let refused = ReferenceValues::default().appraise(&debug);
+        assert_eq!(refused.mismatches[0].field, "debug");
+        assert!(refused.warnings.iter().all(|w| w != DEBUG_WARNING));
+        let allowed = ReferenceValues {
+            allow_debug: true,
+            ..ReferenceValues::default()
+        }
+        .appraise(&debug);
+        assert!(allowed.accepted(), "{allowed:?}");
+        assert!(allowed.warnings.iter().any(|w| w == DEBUG_WARNING));
+        // Without debug, no such warning.
+        let production = ReferenceValues {
+            allow_debug: true,
+            ..ReferenceValues::default()
+        }
+        .appraise(&sim_claims([0; 48]));
+        assert!(production.warnings.iter().all(|w| w != DEBUG_WARNING));
     }
 }

@@ -287,13 +287,15 @@ pub(crate) fn run(cmd: ImageCommand, format: Format) -> Result<Outcome> {
                 &Default::default(),
                 p.as_ref(),
             )
-            .with_context(|| {
-                let hint = if keys.is_empty() {
+            .map_err(|e| {
+                // The hint only where it applies: a layer key is missing, and none was given.
+                let hint = if keys.is_empty() && matches!(e, confidant_image::Error::Key(_)) {
                     " (encrypted layers need --key jwe:PRIVATE.pem)"
                 } else {
                     ""
                 };
-                format!("unpacking {name} into {}{hint}", dir.display())
+                anyhow::Error::new(e)
+                    .context(format!("unpacking {name} into {}{hint}", dir.display()))
             })?;
             match format {
                 Format::Json => crate::outln!("{}", serde_json::to_string_pretty(&report)?),

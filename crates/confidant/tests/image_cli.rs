@@ -515,6 +515,18 @@ fn tampered_or_wrongly_keyed_images_are_refused_and_leave_nothing_behind() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(!target.exists());
+    // No key at all: the hint says encrypted layers need one; a plain image's failure
+    // (tampered, above, with a key) never carried it.
+    let o = confidant(&[
+        "image",
+        "unpack",
+        &format!("oci:{}:v1", s(&enc)),
+        s(&target),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("encrypted layers need --key"), "{err}");
+    assert!(!target.exists());
 }
 
 /// A registry on 127.0.0.1 for the length of a test.
