@@ -87,19 +87,23 @@ impl Image {
     }
 
     /// Decrypts (with `keys`), verifies and unpacks every layer into `rootfs` (which must not
-    /// exist), and returns the image's configuration. Nothing is left in `rootfs` unless every
-    /// layer verified.
+    /// exist), at most `max_bytes` of file contents (what the run's memory holds), and returns
+    /// the image's configuration. Nothing is left in `rootfs` unless every layer verified.
     pub fn unpack(
         &mut self,
         keys: &DecryptionKeys,
         rootfs: &Path,
+        max_bytes: u64,
     ) -> Result<ImageConfiguration, ImageError> {
         unpack_image(
             self.source.as_mut(),
             &self.platform,
             keys,
             rootfs,
-            &UnpackOptions::default(),
+            &UnpackOptions {
+                max_total_bytes: max_bytes,
+                ..UnpackOptions::default()
+            },
             &NoProgress,
         )
         .map_err(image("unpacking the image"))?;

@@ -283,7 +283,9 @@ fn run_in(
     // while the app's network namespace is made; the namespace is joined whatever the unpack
     // did, so that it is removed on every path.
     let rootfs = memfs.path().join("rootfs");
-    let unpacked = image.unpack(keys, &rootfs);
+    // The unpack budget is what the tmpfs holds: a larger image is refused while unpacking,
+    // not when the tmpfs runs full.
+    let unpacked = image.unpack(keys, &rootfs, config.memory);
     let netns = match making_netns {
         Some(making) => Some(making.join().map_err(|_| {
             RunError::Config("making the app's network namespace panicked".into())

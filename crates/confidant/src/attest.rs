@@ -1,6 +1,5 @@
 //! `confidant attest …`: produce, inspect and verify evidence.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -263,14 +262,7 @@ pub(crate) fn run(cmd: AttestCommand, home: &Path, format: Format) -> Result<Out
 }
 
 fn read_input(path: &Path) -> Result<Vec<u8>> {
-    if path == Path::new("-") {
-        let mut buf = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut buf)
-            .context("reading evidence from stdin")?;
-        return Ok(buf);
-    }
-    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+    crate::input::read_capped(path, "evidence", crate::input::MAX_EVIDENCE)
 }
 
 fn load_evidence(arg: &EvidenceArg) -> Result<Evidence> {
@@ -292,7 +284,7 @@ fn parse_time(s: &str) -> Result<SystemTime, String> {
 
 /// Reads a public key as SubjectPublicKeyInfo DER, from PEM (`PUBLIC KEY`) or DER.
 fn read_spki(path: &Path) -> Result<Vec<u8>> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes = crate::input::read_capped(path, "public key", crate::input::MAX_CERTIFICATES)?;
     let Ok(text) = std::str::from_utf8(&bytes) else {
         return Ok(bytes);
     };
@@ -317,8 +309,11 @@ fn parse_hex(what: &str, s: &str) -> Result<Vec<u8>> {
 /// Reads reference values from a YAML or JSON file (`--reference-values` of `attest verify` and
 /// `verify`).
 pub(crate) fn load_reference_values(path: &Path) -> Result<ReferenceValues> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = crate::input::read_text_capped(
+        path,
+        "reference values",
+        crate::input::MAX_REFERENCE_VALUES,
+    )?;
     let parsed = if text.trim_start().starts_with('{') {
         serde_json::from_str(&text).map_err(|e| anyhow!("{e}"))
     } else {
@@ -354,19 +349,24 @@ fn trusted_sim_keys(args: &VerifyArgs, home: &Path) -> Result<Vec<[u8; 32]>> {
 fn verify(args: VerifyArgs, home: &Path, format: Format) -> Result<Outcome> {
     let mut evidence = load_evidence(&args.input)?;
     if let Some(p) = &args.collateral {
-        let text =
-            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        let text = crate::input::read_text_capped(p, "collateral", crate::input::MAX_COLLATERAL)?;
         let value: serde_json::Value = serde_json::from_str(&text)
             .with_context(|| format!("collateral {} is not JSON", p.display()))?;
         evidence.endorsements.collateral = Some(value);
     }
     if let Some(p) = &args.vcek {
-        evidence.endorsements.vcek =
-            Some(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?);
+        evidence.endorsements.vcek = Some(crate::input::read_capped(
+            p,
+            "VCEK",
+            crate::input::MAX_CERTIFICATES,
+        )?);
     }
     if let Some(p) = &args.chain {
-        evidence.endorsements.cert_chain =
-            Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?);
+        evidence.endorsements.cert_chain = Some(crate::input::read_text_capped(
+            p,
+            "certificate chain",
+            crate::input::MAX_CERTIFICATES,
+        )?);
     }
     let refs = match &args.reference_values {
         Some(p) => load_reference_values(p)?,

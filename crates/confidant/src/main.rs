@@ -12,6 +12,7 @@ mod client;
 mod coordinator;
 mod home;
 mod image;
+mod input;
 mod manifest;
 mod output;
 mod recover;

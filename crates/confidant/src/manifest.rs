@@ -1,7 +1,7 @@
 //! `confidant manifest …`: offline work on manifests (schema export, validation), and setting
 //! and reading the manifest of a coordinator (`set`, `get`).
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -76,16 +76,7 @@ pub(crate) fn run(cmd: ManifestCommand, home: &Path, format: Format) -> Result<O
 }
 
 fn read_input(path: &Path) -> Result<String> {
-    let mut text = String::new();
-    if path == Path::new("-") {
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("reading the manifest from stdin")?;
-    } else {
-        text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading manifest {}", path.display()))?;
-    }
-    Ok(text)
+    crate::input::read_text_capped(path, "manifest", crate::input::MAX_MANIFEST)
 }
 
 fn validate(path: &Path, format: Format) -> Result<Outcome> {

@@ -430,3 +430,37 @@ fn quote_without_a_tee_fails_loudly_and_never_falls_back_to_simulation() {
     let v = json(&o);
     assert_eq!(v["tee"], "sim");
 }
+
+#[test]
+fn input_files_larger_than_their_kind_allows_are_refused_naming_the_limit() {
+    let d = tempfile::tempdir().unwrap();
+    let big = d.path().join("big.bin");
+    std::fs::write(&big, vec![b'A'; (4 << 20) + 1]).unwrap();
+    let b = big.to_str().unwrap();
+    let quote = vector("sgx/quote.bin");
+    let q = quote.to_str().unwrap();
+    for (args, limit) in [
+        (vec!["attest", "verify", b], "at most 4194304 bytes (4 MiB)"),
+        (
+            vec!["attest", "inspect", b],
+            "at most 4194304 bytes (4 MiB)",
+        ),
+        (
+            vec!["manifest", "validate", b],
+            "at most 4194304 bytes (4 MiB)",
+        ),
+        (
+            vec!["attest", "verify", q, "--reference-values", b],
+            "at most 1048576 bytes (1 MiB)",
+        ),
+    ] {
+        let o = confidant(d.path(), &args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(code(&o), 2, "{args:?}: {err}");
+        assert!(err.contains(limit), "{args:?}: {err}");
+    }
+    // Not a regular file: the cap holds while reading.
+    let o = confidant(d.path(), &["attest", "verify", "/dev/zero"]);
+    assert_eq!(code(&o), 2);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("at most 4194304 bytes"));
+}

@@ -164,6 +164,11 @@ fn refused_starts_leave_nothing_behind() {
     s.assert_nothing_left();
     std::fs::write(&layer, &original).unwrap();
 
+    // An image larger than the run's memory: refused by the unpack budget, not by a full tmpfs.
+    let out = s.run("redis", &["--memory", "1MiB"]).output().unwrap();
+    refused(&out, "limit exceeded");
+    s.assert_nothing_left();
+
     // An unknown workload, and a coordinator that is not there.
     let out = s.run("nope", &[]).output().unwrap();
     refused(&out, "no workload 'nope'");
