@@ -35,8 +35,8 @@ pub(crate) fn read_capped(path: &Path, what: &str, limit: u64) -> Result<Vec<u8>
             .read_to_end(&mut buf)
             .with_context(|| format!("reading {what} from standard input"))?;
     } else {
-        let file =
-            std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+        let file = std::fs::File::open(path)
+            .with_context(|| format!("reading {what} {}", path.display()))?;
         if let Ok(m) = file.metadata()
             && m.is_file()
             && m.len() > limit
@@ -45,7 +45,7 @@ pub(crate) fn read_capped(path: &Path, what: &str, limit: u64) -> Result<Vec<u8>
         }
         file.take(limit + 1)
             .read_to_end(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
+            .with_context(|| format!("reading {what} {}", path.display()))?;
     }
     if buf.len() as u64 > limit {
         bail!(too_large("more".into()));
