@@ -4,16 +4,14 @@
 
 mod coord;
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-
-use coord::{Client, confidant, setup};
+use coord::{Client, setup};
 use serde_json::{Value, json};
 
 /// A coordinator with metrics on a loopback port: (it, API URL, metrics URL).
 fn start_with_metrics(home: &std::path::Path) -> (coord::Coordinator, String, String) {
-    let mut child = confidant(home)
-        .args([
+    let (child, line) = coord::spawn(
+        home,
+        &[
             "--output",
             "json",
             "coordinator",
@@ -22,15 +20,8 @@ fn start_with_metrics(home: &std::path::Path) -> (coord::Coordinator, String, St
             "127.0.0.1:0",
             "--metrics",
             "127.0.0.1:0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+        ],
+    );
     let doc: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
     let api = doc["api"].as_str().unwrap().to_string();
     let metrics = doc["metrics"].as_str().unwrap().to_string();

@@ -76,14 +76,29 @@ pub(crate) fn own_measurement() -> String {
 }
 
 pub(crate) fn start(home: &Path) -> Coordinator {
-    let mut child = confidant(home)
-        .args([
+    let (child, line) = spawn(
+        home,
+        &[
             "coordinator",
             "run",
             "--listen",
             "127.0.0.1:0",
             "--no-metrics",
-        ])
+        ],
+    );
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("https://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    Coordinator { child, url }
+}
+
+/// Starts `confidant ARGS` for `home` and returns it with the first line it printed (a
+/// coordinator announces its address there).
+pub(crate) fn spawn(home: &Path, args: &[&str]) -> (Child, String) {
+    let mut child = confidant(home)
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -92,12 +107,7 @@ pub(crate) fn start(home: &Path) -> Coordinator {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("https://"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
-    Coordinator { child, url }
+    (child, line)
 }
 
 pub(crate) struct Client {
