@@ -22,6 +22,11 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// 413: the request body is larger than the API takes.
     PayloadTooLarge,
+    /// 408: the request body did not arrive within the body timeout; the connection is closed.
+    RequestTimeout,
+    /// 503: the coordinator holds as many request bodies as its memory budget allows; retry
+    /// after the `Retry-After` seconds.
+    Overloaded,
     /// 409: the request conflicts with the coordinator's state.
     Conflict,
     /// 409: the coordinator is in the wrong state (no manifest yet, or in recovery).
@@ -62,13 +67,15 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code the coordinator answers with (all but [`ErrorCode::Unknown`]).
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::Malformed,
         ErrorCode::Unauthenticated,
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::PayloadTooLarge,
+        ErrorCode::RequestTimeout,
+        ErrorCode::Overloaded,
         ErrorCode::Conflict,
         ErrorCode::WrongState,
         ErrorCode::ActivationsExhausted,
@@ -96,6 +103,8 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::RequestTimeout => 408,
+            ErrorCode::Overloaded => 503,
             ErrorCode::Conflict
             | ErrorCode::WrongState
             | ErrorCode::ActivationsExhausted
@@ -125,6 +134,8 @@ impl ErrorCode {
             405 => ErrorCode::MethodNotAllowed,
             409 => ErrorCode::Conflict,
             413 => ErrorCode::PayloadTooLarge,
+            408 => ErrorCode::RequestTimeout,
+            503 => ErrorCode::Overloaded,
             400..=499 => ErrorCode::Malformed,
             _ => ErrorCode::Internal,
         }
@@ -139,6 +150,8 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::Overloaded => "overloaded",
             ErrorCode::Conflict => "conflict",
             ErrorCode::WrongState => "wrong_state",
             ErrorCode::ActivationsExhausted => "activations_exhausted",
@@ -255,11 +268,11 @@ mod tests {
         let code: ErrorCode = serde_json::from_str("\"from_the_future\"").unwrap();
         assert_eq!(code, ErrorCode::Unknown);
         // A framework's answer gets the code of its status, and that code the same status.
-        for status in [400, 401, 403, 404, 405, 409, 413] {
+        for status in [400, 401, 403, 404, 405, 408, 409, 413, 503] {
             assert_eq!(ErrorCode::for_status(status).status(), status);
         }
         assert_eq!(ErrorCode::for_status(415), ErrorCode::Malformed);
-        assert_eq!(ErrorCode::for_status(503), ErrorCode::Internal);
+        assert_eq!(ErrorCode::for_status(502), ErrorCode::Internal);
     }
 
     #[test]

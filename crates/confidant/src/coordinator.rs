@@ -2,11 +2,12 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use clap::{Args, Subcommand};
 use confidant_attest::sim::SimPlatform;
-use confidant_coordinator::server::{self, ServerConfig, Started};
+use confidant_coordinator::server::{self, Limits, ServerConfig, Started};
 use serde_json::json;
 
 use crate::{Format, Outcome};
@@ -46,6 +47,58 @@ pub(crate) struct RunArgs {
     /// with an unspecified IP replaced by loopback).
     #[arg(long, value_name = "HOST:PORT")]
     address: Option<String>,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// What one client may cost the coordinator (docs/formats/coordinator-api.md, "Limits and
+/// timeouts").
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Limits (per listener)")]
+struct LimitArgs {
+    /// Connections served at once; more are closed when accepted [default: 1024].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: Option<u32>,
+    /// Connections from one IP address at once [default: 64].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections_per_client: Option<u32>,
+    /// Seconds for a TLS handshake, and for a request's headers (also how long a kept-alive
+    /// connection may sit idle) [default: 10].
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout: Option<u64>,
+    /// Seconds for a whole request body [default: 10].
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    body_timeout: Option<u64>,
+    /// Seconds a write may stay blocked on a client that does not read [default: 10].
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    write_timeout: Option<u64>,
+    /// MiB of request bodies held at once over all connections (at least 4, the largest
+    /// body) [default: 64].
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(4..))]
+    body_budget: Option<u32>,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Limits {
+        let d = Limits::default();
+        let secs = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_secs);
+        let header = secs(self.header_timeout, d.header_timeout);
+        Limits {
+            max_connections: self
+                .max_connections
+                .map_or(d.max_connections, |n| n as usize),
+            max_connections_per_client: self
+                .max_connections_per_client
+                .map_or(d.max_connections_per_client, |n| n as usize),
+            handshake_timeout: secs(self.header_timeout, d.handshake_timeout),
+            header_timeout: header,
+            body_timeout: secs(self.body_timeout, d.body_timeout),
+            write_timeout: secs(self.write_timeout, d.write_timeout),
+            body_budget: self
+                .body_budget
+                .map_or(d.body_budget, |m| (m as usize) << 20),
+        }
+    }
 }
 
 /// Runs a `coordinator` subcommand.
@@ -80,6 +133,7 @@ fn run_server(args: RunArgs, home: &Path, format: Format) -> Result<Outcome> {
         metrics_listen: (!args.no_metrics).then_some(args.metrics),
         sans,
         address: args.address.unwrap_or_else(|| default_address(args.listen)),
+        limits: args.limits.limits(),
     };
     let on_start = move |s: &Started| announce(s, &state_dir, format);
     server::run(config, on_start)

@@ -57,18 +57,8 @@ fn assert_json_error(answer: &(u16, Value), status: u16, code: &str) {
     );
 }
 
-const MANIFEST: &str = r#"apiVersion: confidant/v1
-packages:
-  p:
-    tee: sim
-    reference_values:
-      measurements: ["00"]
-workloads:
-  web:
-    package: p
-config:
-  allow_simulation: true
-"#;
+/// A manifest with one sim workload, `web`, that no real evidence matches.
+const MANIFEST: &str = coord::ONE_WORKLOAD_MANIFEST;
 
 #[test]
 fn strangers_get_json_errors_and_no_metrics_series() {

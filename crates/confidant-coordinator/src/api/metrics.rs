@@ -1,17 +1,52 @@
 //! Prometheus metrics of the API.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+/// A label value written escaped as the text exposition formats require (backslash, double
+/// quote and line feed as `\\`, `\"`, `\n`; prometheus-client writes values as they are).
+/// Every label value that is not a fixed word goes through this type.
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
+pub struct LabelText(pub String);
+
+impl From<&str> for LabelText {
+    fn from(s: &str) -> Self {
+        LabelText(s.to_string())
+    }
+}
+
+impl From<String> for LabelText {
+    fn from(s: String) -> Self {
+        LabelText(s)
+    }
+}
+
+impl EncodeLabelValue for LabelText {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write as _;
+        let mut rest = self.0.as_str();
+        while let Some(i) = rest.find(['\\', '"', '\n']) {
+            encoder.write_str(&rest[..i])?;
+            encoder.write_str(match rest.as_bytes()[i] {
+                b'\\' => "\\\\",
+                b'"' => "\\\"",
+                _ => "\\n",
+            })?;
+            rest = &rest[i + 1..];
+        }
+        encoder.write_str(rest)
+    }
+}
+
 /// Labels of a request counter.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    /// The route's path pattern (`/api/v1/activate`).
-    pub route: String,
+    /// The route's path pattern (`/api/v1/activate`), or `unmatched`.
+    pub route: LabelText,
     /// The HTTP status.
     pub status: u16,
 }
@@ -19,8 +54,8 @@ pub struct RequestLabels {
 /// Labels of an activation counter.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ActivationLabels {
-    /// The workload (as requested; unknown names are counted as `unknown`).
-    pub workload: String,
+    /// The workload, if the current manifest names it; any other name is counted as `unknown`.
+    pub workload: LabelText,
     /// `ok` or the error code (`evidence_rejected`, `nonce`, …).
     pub outcome: String,
 }
@@ -107,5 +142,33 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped_in_the_exposition() {
+        let m = Metrics::new();
+        m.activations
+            .get_or_create(&ActivationLabels {
+                workload: LabelText("a\"b\\c\nd} 1\n# EOF".into()),
+                outcome: "ok".into(),
+            })
+            .inc();
+        let text = m.encode();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("confidant_coordinator_activations_total{"))
+            .unwrap();
+        assert_eq!(
+            line,
+            r#"confidant_coordinator_activations_total{workload="a\"b\\c\nd} 1\n# EOF",outcome="ok"} 1"#
+        );
+        // The made-up "# EOF" did not end the exposition early: one real EOF, at the end.
+        assert_eq!(text.matches("\n# EOF").count(), 1, "{text}");
+        assert!(text.ends_with("# EOF\n"));
     }
 }

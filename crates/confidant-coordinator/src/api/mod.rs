@@ -1,6 +1,7 @@
 //! The HTTPS API: translates requests into [`crate::core`] calls and their errors into honest
 //! status codes. Nothing here decides anything; see `docs/formats/coordinator-api.md`.
 
+mod body;
 mod metrics;
 pub mod tls;
 
@@ -27,7 +28,8 @@ use crate::core::{
 use crate::recovery::Share;
 use crate::store::{DataKey, Store};
 
-pub use self::metrics::{ActivationLabels, Metrics, RequestLabels, VolumeCommitLabels};
+pub use self::body::BodyLimits;
+pub use self::metrics::{ActivationLabels, LabelText, Metrics, RequestLabels, VolumeCommitLabels};
 
 pub use confidant_api::MAX_BODY;
 
@@ -140,8 +142,9 @@ impl<S: Store + 'static> Api<S> {
         }
     }
 
-    /// The router of `/api/v1`.
-    pub fn router(self: &Arc<Self>) -> Router {
+    /// The router of `/api/v1`; request bodies are read within `body`'s time and memory
+    /// budget before any handler sees them.
+    pub fn router(self: &Arc<Self>, body: &BodyLimits) -> Router {
         Router::new()
             .route("/api/v1/status", get(status::<S>))
             .route("/api/v1/attestation", get(attestation::<S>))
@@ -167,6 +170,10 @@ impl<S: Store + 'static> Api<S> {
             .route("/api/v1/openapi.json", get(openapi))
             .fallback(not_found)
             .layer(DefaultBodyLimit::max(MAX_BODY))
+            .layer(middleware::from_fn_with_state(
+                body.clone(),
+                self::body::buffer_body,
+            ))
             .layer(middleware::from_fn_with_state(self.clone(), record::<S>))
             .with_state(self.clone())
     }
@@ -295,13 +302,38 @@ async fn record<S: Store + 'static>(
     api.metrics
         .requests
         .get_or_create(&RequestLabels {
-            route,
+            route: route.into(),
             status: resp.status().as_u16(),
         })
         .inc();
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
+}
+
+/// `text` fit for one log line: control characters (C0, DEL, C1, so also line breaks and
+/// terminal escapes) and Unicode's bidirectional overrides written as `\u{..}` escapes, and a
+/// backslash doubled, so that a client cannot forge log lines or reorder what a terminal shows.
+pub fn log_text(text: &str) -> std::borrow::Cow<'_, str> {
+    fn unsafe_char(c: char) -> bool {
+        c.is_control()
+            || c == '\\'
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }
+    if !text.contains(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c == '\\' {
+            out.push_str("\\\\");
+        } else if unsafe_char(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// The largest framework error body kept as the message of the JSON error that replaces it.
@@ -575,9 +607,9 @@ async fn activate<S: Store + 'static>(State(api): State<Arc<Api<S>>>, body: Byte
     // Metrics series only for workloads the manifest names: a stranger's made-up names are
     // all one `unknown` series.
     let label = if c.has_workload(&workload) {
-        workload.clone()
+        LabelText(workload.clone())
     } else {
-        "unknown".to_string()
+        LabelText::from("unknown")
     };
     let result = blocking(move || c.activate(&req, SystemTime::now())).await;
     let outcome = match &result {
@@ -586,8 +618,13 @@ async fn activate<S: Store + 'static>(State(api): State<Arc<Api<S>>>, body: Byte
             "ok"
         }
         Err(e) => {
-            // Debug formatting escapes control characters a client put in the name.
-            tracing::warn!(workload = ?workload, code = %e.0.code, "activation refused: {}", e.0.message);
+            // The name and the message may carry what a client sent: logged escaped.
+            tracing::warn!(
+                workload = %log_text(&workload),
+                code = %e.0.code,
+                "activation refused: {}",
+                log_text(&e.0.message)
+            );
             e.0.code.as_str()
         }
     };
@@ -809,5 +846,21 @@ pub fn principal_of(certs: Option<&[rustls::pki_types::CertificateDer<'_>]>) -> 
             Principal::Certificate(h)
         }
         None => Principal::Anonymous,
+    }
+}
+
+#[cfg(test)]
+mod log_tests {
+    use super::log_text;
+
+    #[test]
+    fn log_text_escapes_what_could_forge_or_hide_a_line() {
+        assert_eq!(log_text("web-1"), "web-1");
+        assert_eq!(
+            log_text("a\nb\r\u{1b}[31m\\\u{202e}x\u{85}"),
+            r"a\u{a}b\u{d}\u{1b}[31m\\\u{202e}x\u{85}"
+        );
+        // Not ambiguous: an escape a client typed is not taken for one made here.
+        assert_eq!(log_text(r"\u{a}"), r"\\u{a}");
     }
 }

@@ -16,23 +16,25 @@ use confidant_attest::attester::Attester;
 use confidant_attest::attester::sim::SimAttester;
 use confidant_attest::sim::SimPlatform;
 use confidant_attest::verify::sim::SimVerifier;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tower::Service;
 
-use crate::api::{self, Api, Mode, RecoveryMode};
+use crate::api::{self, Api, BodyLimits, Mode, RecoveryMode};
 use crate::core::{Coordinator, Options, RecoveryShares};
 use crate::store::{RedbStore, Sealer, SimSealer, StoreError};
+
+pub use self::limits::{
+    ConnectionGate, Limits, MAX_HEADER_BYTES, MAX_HEADERS, READ_BUFFER, Refused, WriteDeadline,
+};
+
+mod limits;
 
 /// File in the state directory holding the owners' encrypted recovery shares (outside the
 /// sealed state: it must be readable when the state cannot be unsealed).
 pub const RECOVERY_FILE: &str = "recovery.json";
 /// Validity of the coordinator's TLS certificate (renewed at every start).
 pub const TLS_VALIDITY: Duration = Duration::from_secs(90 * 86_400);
-/// How long a TLS handshake may take.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a client may take to send a request's headers.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What `confidant coordinator run` configures.
 #[derive(Debug, Clone)]
@@ -50,6 +52,8 @@ pub struct ServerConfig {
     pub sans: Vec<String>,
     /// The coordinator's address as workloads reach it (`{{ confidant.coordinator }}`).
     pub address: String,
+    /// What one client may cost: connection caps, timeouts, the request body budget.
+    pub limits: Limits,
 }
 
 /// What the server reports once it listens.
@@ -259,6 +263,8 @@ async fn serve(
     let bound = listener
         .local_addr()
         .map_err(|e| err("local address")(&e))?;
+    let limits = Arc::new(config.limits.clone());
+    let body = BodyLimits::new(limits.body_timeout, limits.body_budget);
     let metrics = match config.metrics_listen {
         None => None,
         Some(addr) => {
@@ -266,10 +272,7 @@ async fn serve(
                 .await
                 .map_err(|e| err(&format!("listening on {addr} (metrics)"))(&e))?;
             let a = l.local_addr().map_err(|e| err("local address")(&e))?;
-            let router = api.metrics_router();
-            tokio::spawn(async move {
-                let _ = axum::serve(l, router).await;
-            });
+            tokio::spawn(serve_metrics(l, api.metrics_router(), limits.clone()));
             Some(a)
         }
     };
@@ -279,14 +282,17 @@ async fn serve(
         state,
         simulation: true,
     });
-    let router = api.router();
+    let router = api.router(&body);
+    let gate = ConnectionGate::new(&limits);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| err("installing the SIGTERM handler")(&e))?;
+    let mut refusals = Refusals::default();
     loop {
-        let (tcp, _peer) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
+                    // Out of file descriptors, most likely: wait for connections to close.
                     tracing::warn!("accept: {e}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
@@ -295,16 +301,27 @@ async fn serve(
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
         };
+        let ticket = match gate.admit(peer.ip()) {
+            Ok(t) => t,
+            Err(why) => {
+                refusals.note(why, peer, &limits);
+                drop(tcp);
+                continue;
+            }
+        };
         let Some(tls) = api.tls_config() else { break };
         let router = router.clone();
         let api = api.clone();
+        let limits = limits.clone();
         tokio::spawn(async move {
+            let _ticket = ticket;
             let _ = tcp.set_nodelay(true);
             let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                _ => return,
-            };
+            let stream =
+                match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    _ => return,
+                };
             let principal =
                 api.principal(stream.get_ref().1.peer_certificates(), SystemTime::now());
             let svc = hyper::service::service_fn(
@@ -314,14 +331,91 @@ async fn serve(
                     async move { router.call(req).await }
                 },
             );
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            // A client that opens a connection and trickles its headers is dropped.
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT);
-            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+            let io = TokioIo::new(WriteDeadline::new(stream, limits.write_timeout));
+            let _ = http1(&limits).serve_connection(io, svc).await;
         });
     }
     Ok(())
+}
+
+/// The HTTP/1.1 server of one connection. HTTP/1.1 is the only protocol: TLS offers only
+/// `http/1.1` in ALPN, and a client that sends HTTP/2's preface anyway gets an error.
+fn http1(limits: &Limits) -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(READ_BUFFER)
+        .max_header_size(MAX_HEADER_BYTES)
+        .max_headers(MAX_HEADERS)
+        .keep_alive(true);
+    builder
+}
+
+/// Serves `/metrics` over plain HTTP with the API's connection limits.
+async fn serve_metrics(listener: TcpListener, router: axum::Router, limits: Arc<Limits>) {
+    let gate = ConnectionGate::new(&limits);
+    let mut refusals = Refusals::default();
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!("accept (metrics): {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let ticket = match gate.admit(peer.ip()) {
+            Ok(t) => t,
+            Err(why) => {
+                refusals.note(why, peer, &limits);
+                continue;
+            }
+        };
+        let router = router.clone();
+        let limits = limits.clone();
+        tokio::spawn(async move {
+            let _ticket = ticket;
+            let svc =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let mut router = router.clone();
+                    async move { router.call(req).await }
+                });
+            let io = TokioIo::new(WriteDeadline::new(tcp, limits.write_timeout));
+            let _ = http1(&limits).serve_connection(io, svc).await;
+        });
+    }
+}
+
+/// Logs refused connections, at most once a second (a flood must not become a log flood).
+#[derive(Default)]
+struct Refusals {
+    last: Option<std::time::Instant>,
+    unlogged: u64,
+}
+
+impl Refusals {
+    fn note(&mut self, why: Refused, peer: SocketAddr, limits: &Limits) {
+        self.unlogged += 1;
+        if self
+            .last
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        let cap = match why {
+            Refused::Full => format!("{} connections open", limits.max_connections),
+            Refused::ClientFull => format!(
+                "{} connections open from {}",
+                limits.max_connections_per_client,
+                peer.ip()
+            ),
+        };
+        tracing::warn!(
+            "refused {} connection(s) since the last report; latest from {peer}: {cap}",
+            self.unlogged
+        );
+        self.last = Some(std::time::Instant::now());
+        self.unlogged = 0;
+    }
 }

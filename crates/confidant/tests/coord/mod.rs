@@ -14,6 +14,20 @@ use confidant_attest::binding::{Purpose, report_data};
 use confidant_attest::sim::SimPlatform;
 use serde_json::{Value, json};
 
+/// A manifest with one sim workload, `web`, whose reference measurement (`00`) no evidence has.
+pub(crate) const ONE_WORKLOAD_MANIFEST: &str = r#"apiVersion: confidant/v1
+packages:
+  p:
+    tee: sim
+    reference_values:
+      measurements: ["00"]
+workloads:
+  web:
+    package: p
+config:
+  allow_simulation: true
+"#;
+
 /// What the test workloads' simulated launch measures.
 pub(crate) const MEASURED: &[u8] = b"storm workload";
 
