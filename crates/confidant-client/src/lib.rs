@@ -59,7 +59,14 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// The largest answer read (the API's bodies are at most 4 MiB; answers carry a little more).
 pub const MAX_ANSWER: usize = 16 << 20;
 
-/// How often a request that never reached the coordinator is tried again.
+/// Whether an error answer's code is `overloaded` (the coordinator's body budget was full).
+fn is_overloaded(body: &[u8]) -> bool {
+    serde_json::from_slice::<api::ErrorBody>(body)
+        .is_ok_and(|b| b.error.code == api::ErrorCode::Overloaded)
+}
+
+/// How often a request that never reached the coordinator (or that it refused as
+/// `overloaded`, before reading it) is tried again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retry {
     /// Attempts in all (1: no retry).
@@ -365,24 +372,29 @@ impl Client {
         // Errors name the endpoint without its query (a nonce says nothing to the reader).
         let endpoint = path.split_once('?').map_or(path, |(p, _)| p);
         let what = format!("{method} {}", self.address.url(endpoint));
-        // Only requests that cannot have taken effect twice are retried: all but `activate`.
-        let retry = if endpoint.ends_with("/activate") {
+        // A request that may have reached the coordinator is retried only if it cannot have
+        // taken effect twice: all but `activate`. A 503 `overloaded` answer is retried for
+        // every endpoint: the coordinator refused the request before reading its body.
+        let retry_unsent = if endpoint.ends_with("/activate") {
             Retry::NEVER
         } else {
             self.retry
         };
-        let mut delay = retry.first_delay;
+        let mut delay = self.retry.first_delay;
         let mut attempt = 1;
         let (status, bytes, peer_leaf) = loop {
-            match self.attempt(&method, &url, &what, body.as_ref()) {
-                Err(Attempt::NotSent(_)) if attempt < retry.attempts => {
-                    std::thread::sleep(delay);
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                    attempt += 1;
-                }
+            let wait = match self.attempt(&method, &url, &what, body.as_ref()) {
+                Err(Attempt::NotSent(_)) if attempt < retry_unsent.attempts => delay,
                 Err(Attempt::NotSent(e) | Attempt::Failed(e)) => return Err(e),
+                // The answer's Retry-After is 1 s.
+                Ok((503, bytes, _)) if attempt < self.retry.attempts && is_overloaded(&bytes) => {
+                    delay.max(Duration::from_secs(1))
+                }
                 Ok(answer) => break answer,
-            }
+            };
+            std::thread::sleep(wait);
+            delay = (delay * 2).min(Duration::from_secs(5));
+            attempt += 1;
         };
         if !(200..300).contains(&status) {
             return Err(ApiError::from_answer(status, &bytes).into());
@@ -552,14 +564,97 @@ mod tests {
             .unwrap()
             .port();
         let address = Address::parse(&format!("127.0.0.1:{port}")).unwrap();
-        let client = Client::new(&address, &Trust::FirstContact, None)
+        let client = retrying(&address);
+        let e = client.status().unwrap_err();
+        assert!(matches!(e, ClientError::Transport(_)), "{e:?}");
+        assert!(e.to_string().contains("/api/v1/status"), "{e}");
+    }
+
+    /// A one-connection-per-answer HTTPS server on loopback that answers each request with the
+    /// next of `answers` (status, body) and counts the requests.
+    fn answering(answers: Vec<(u16, &'static str)>) -> (Address, std::thread::JoinHandle<usize>) {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+        let cert = rustls::pki_types::CertificateDer::from(ck.cert.der().to_vec());
+        let key = rustls::pki_types::PrivateKeyDer::try_from(ck.key_pair.serialize_der()).unwrap();
+        let config = std::sync::Arc::new(
+            rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap(),
+        );
+        let server = std::thread::spawn(move || {
+            let mut served = 0;
+            for (status, body) in answers {
+                let (tcp, _) = listener.accept().unwrap();
+                let conn = rustls::ServerConnection::new(config.clone()).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, tcp);
+                let mut got = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = tls.read(&mut buf).unwrap();
+                    assert!(n > 0, "the client closed before its request");
+                    got.extend_from_slice(&buf[..n]);
+                }
+                served += 1;
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                tls.write_all(answer.as_bytes()).unwrap();
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            }
+            served
+        });
+        (
+            Address::parse(&format!("127.0.0.1:{port}")).unwrap(),
+            server,
+        )
+    }
+
+    fn retrying(address: &Address) -> Client {
+        Client::new(address, &Trust::FirstContact, None)
             .unwrap()
             .with_retry(Retry {
                 attempts: 3,
                 first_delay: Duration::from_millis(10),
-            });
+            })
+    }
+
+    const OVERLOADED: &str = r#"{"error":{"code":"overloaded","message":"busy"}}"#;
+
+    #[test]
+    fn an_overloaded_answer_is_retried_and_a_final_error_is_not() {
+        let status = r#"{"state":"running","tee":"sim","simulation":true,"version":"0"}"#;
+        let (address, server) = answering(vec![(503, OVERLOADED), (200, status)]);
+        let client = retrying(&address);
+        let started = std::time::Instant::now();
+        let answer = client.status();
+        assert_eq!(server.join().unwrap(), 2);
+        answer.unwrap();
+        // The answer's Retry-After (1 s) was honoured.
+        assert!(started.elapsed() >= Duration::from_secs(1));
+
+        // Another 503 (not `overloaded`) is an answer: not retried.
+        let other = r#"{"error":{"code":"internal","message":"down"}}"#;
+        let (address, server) = answering(vec![(503, other)]);
+        let client = retrying(&address);
         let e = client.status().unwrap_err();
-        assert!(matches!(e, ClientError::Transport(_)), "{e:?}");
-        assert!(e.to_string().contains("/api/v1/status"), "{e}");
+        assert_eq!(server.join().unwrap(), 1);
+        assert!(matches!(e, ClientError::Api(_)), "{e:?}");
+
+        // Without retries (the CLI's default) the overloaded answer is the error.
+        let (address, server) = answering(vec![(503, OVERLOADED)]);
+        let client = Client::new(&address, &Trust::FirstContact, None).unwrap();
+        let e = client.status().unwrap_err();
+        assert_eq!(server.join().unwrap(), 1);
+        assert!(e.to_string().contains("overloaded"), "{e}");
     }
 }
