@@ -6,8 +6,12 @@
 //! Teardown is guaranteed on every path: each resource is a value whose `Drop` undoes it (the
 //! mesh stops, volumes unmount and commit, the network namespace and the tmpfs go), released in
 //! the reverse order of their making; a stop signal (SIGTERM, SIGINT, SIGHUP) between steps
-//! ends the run at the next step with [`RunError::Stopped`], and once the app runs it is
-//! forwarded to the app (as the image's `StopSignal`).
+//! ends the run at the next step with [`RunError::Stopped`]. Once the app's container exists,
+//! signals go to the app's process through the OCI runtime (`runc kill`): SIGTERM as the
+//! image's `StopSignal`, SIGINT and SIGHUP as they are; SIGTERM and SIGINT are stop requests,
+//! after which the app has [`RunConfig::stop_timeout`] to exit before it is killed (SIGKILL).
+//! A signal that arrives just before the container starts is delivered once it runs, as a stop
+//! request.
 //!
 //! On a machine without TEE hardware the isolation is a container on the host's kernel plus
 //! the SIMULATION TEE: the host's root can read the agent's memory and the tmpfs. On a
@@ -17,8 +21,7 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use confidant_client::{Address, Client, Trust};
 use confidant_image::transport::TransportOptions;
@@ -38,10 +41,6 @@ use crate::runtime::{
     self, BundleSpec, Network, RunOptions, Runtime, User, parse_signal, received_signal,
 };
 use crate::volumes::{self, MountConfig, MountedVolume, VolumeError};
-
-/// How long the app has to stop after a forwarded stop signal before it is killed (as
-/// `docker stop`'s default).
-pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// The app's network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +81,10 @@ pub struct RunConfig {
     pub volume_dirs: BTreeMap<String, PathBuf>,
     /// The default place of backing directories: `VOLUME_ROOT/WORKLOAD/NAME`.
     pub volume_root: PathBuf,
+    /// How long the app has to exit after a stop request (SIGTERM or SIGINT to the agent)
+    /// before it is killed with SIGKILL; `docker stop`'s default is
+    /// [`runtime::DEFAULT_STOP_TIMEOUT`] (10 s).
+    pub stop_timeout: Duration,
 }
 
 /// What a run says while it runs, for the person watching (the CLI prints it).
@@ -433,18 +436,11 @@ fn run_in(
         process.args,
         config.runtime.display()
     ));
-    let mut run_options = RunOptions::new();
+    let mut run_options = RunOptions::new().stop_timeout(config.stop_timeout);
     if let Some(signal) = stop_signal {
         run_options = run_options.stop_signal(signal);
     }
-    let done = AtomicBool::new(false);
-    let killer = Runtime::new(runtime.binary(), runtime.state_root());
-    let exit = std::thread::scope(|scope| {
-        scope.spawn(|| stop_watchdog(&killer, id, &done, observer));
-        let exit = runtime.run_bundle(bundle, id, run_options);
-        done.store(true, Ordering::SeqCst);
-        exit
-    });
+    let exit = runtime.run_bundle(bundle, id, run_options);
     drop(mesh);
     if let Some(n) = netns
         && let Err(e) = n.remove()
@@ -483,24 +479,4 @@ fn run_in(
         u8::try_from(exit.code()).unwrap_or(EXIT_NOT_STARTED),
         report,
     ))
-}
-
-/// Kills the app if it is still running [`STOP_GRACE`] after a stop signal was forwarded to
-/// it (an app that is PID 1 without a handler ignores SIGTERM); returns when `done` is set.
-fn stop_watchdog(runtime: &Runtime, id: &str, done: &AtomicBool, observer: &dyn Observer) {
-    let mut since: Option<Instant> = None;
-    while !done.load(Ordering::SeqCst) {
-        if since.is_none() && received_signal().is_some() {
-            since = Some(Instant::now());
-        }
-        if since.is_some_and(|t| t.elapsed() >= STOP_GRACE) {
-            observer.say(&format!(
-                "the app did not stop within {} s of the signal; killing it",
-                STOP_GRACE.as_secs()
-            ));
-            let _ = runtime.kill(id, 9);
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }

@@ -24,11 +24,15 @@ const APPLETS: &[&str] = &[
     "hostname", "true", "ls", "swapoff", "readlink",
 ];
 
-/// The env var that turns [`signal_forwarding_child`] from a no-op into the child half of
-/// [`sigterm_to_the_agent_is_forwarded_to_the_container`].
+/// The env var that turns [`signal_forwarding_child`] from a no-op into the child half of the
+/// signal tests ([`Agent`]).
 const CHILD_DIR_VAR: &str = "CONFIDANT_TEST_SIGNAL_CHILD_DIR";
 /// The image stop signal the child runs its container with (`RunOptions::stop_signal`), if set.
 const CHILD_STOP_SIGNAL_VAR: &str = "CONFIDANT_TEST_SIGNAL_CHILD_STOP_SIGNAL";
+/// The child's stop timeout in seconds (`RunOptions::stop_timeout`), if set.
+const CHILD_STOP_TIMEOUT_VAR: &str = "CONFIDANT_TEST_SIGNAL_CHILD_STOP_TIMEOUT";
+/// If set, the child's runtime waits while creating the container ([`hold_while_creating`]).
+const CHILD_HOLD_CREATE_VAR: &str = "CONFIDANT_TEST_SIGNAL_CHILD_HOLD_CREATE";
 
 fn runc() -> Option<PathBuf> {
     [
@@ -515,7 +519,8 @@ fn rootfs_on_a_tmpfs() {
 }
 
 /// The child half of the signal tests: a no-op unless [`CHILD_DIR_VAR`] is set. Runs a container
-/// that traps SIGTERM (exit 42) and SIGQUIT (exit 43), and records the runner's result.
+/// that traps SIGTERM (exit 42), SIGQUIT (exit 43) and SIGTSTP (prints, goes on running), and
+/// records the runner's result.
 #[test]
 fn signal_forwarding_child() {
     let Some(dir) = std::env::var_os(CHILD_DIR_VAR).map(PathBuf::from) else {
@@ -531,19 +536,27 @@ fn signal_forwarding_child() {
         vec![
             "sh".into(),
             "-c".into(),
+            // `wait` returns early when a trapped signal arrives: wait again.
             "trap 'echo got-term; exit 42' TERM; trap 'echo got-quit; exit 43' QUIT; \
-             sleep 60 & touch /shared/ready; wait"
+             trap 'echo got-tstp' TSTP; \
+             sleep 60 & touch /shared/ready; until wait; do :; done"
                 .into(),
         ],
     );
     spec.mounts.push(BindMount::new(&shared, "/shared", false));
     let runtime = Runtime::new(runc, dir.join("state"));
     let bundle = spec.write_temp(&dir).unwrap();
+    if std::env::var_os(CHILD_HOLD_CREATE_VAR).is_some() {
+        hold_while_creating(&bundle.path().join("config.json"), &dir);
+    }
     let mut options = RunOptions::new();
     if let Ok(stop) = std::env::var(CHILD_STOP_SIGNAL_VAR) {
         options = options.stop_signal(confidant_agent::runtime::parse_signal(&stop).unwrap());
     }
-    let result = runtime.run_bundle(bundle, "signal-child", options);
+    if let Ok(seconds) = std::env::var(CHILD_STOP_TIMEOUT_VAR) {
+        options = options.stop_timeout(Duration::from_secs(seconds.parse().unwrap()));
+    }
+    let result = runtime.run_bundle(bundle, &child_container(&dir), options);
     let text = match &result {
         Ok(exit) => format!("{}", exit.code()),
         Err(e) => format!("error: {e}"),
@@ -551,82 +564,323 @@ fn signal_forwarding_child() {
     fs::write(dir.join("result"), text).unwrap();
 }
 
+/// Adds a `createRuntime` hook to the bundle's config: while the runtime creates the container,
+/// it touches `DIR/creating` and waits until `DIR/go` exists.
+fn hold_while_creating(config: &Path, dir: &Path) {
+    let mut spec: serde_json::Value = serde_json::from_slice(&fs::read(config).unwrap()).unwrap();
+    let script = format!(
+        "touch {dir}/creating; while [ ! -e {dir}/go ]; do sleep 0.05; done",
+        dir = dir.display()
+    );
+    spec["hooks"] = serde_json::json!({
+        "createRuntime": [{
+            "path": "/bin/sh",
+            "args": ["sh", "-c", script],
+            "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
+        }]
+    });
+    fs::write(config, serde_json::to_vec(&spec).unwrap()).unwrap();
+}
+
+/// The container id [`signal_forwarding_child`] runs: one per agent, so that agents running at
+/// the same time have their own cgroups.
+fn child_container(dir: &Path) -> String {
+    let name = dir.file_name().unwrap().to_string_lossy();
+    format!("signal-child-{}", name.trim_start_matches('.'))
+}
+
 #[test]
 fn sigterm_to_the_agent_is_forwarded_to_the_container() {
-    sigterm_to_the_agent(None, "42", "got-term");
+    let Some(child) = Agent::start(&[]) else {
+        return;
+    };
+    child.sigterm();
+    let end = child.finish(Duration::from_secs(10));
+    assert_eq!(end.result, "42", "{}", end.log);
+    assert!(end.log.contains("got-term"), "{}", end.log);
 }
 
 #[test]
 fn sigterm_to_the_agent_arrives_as_the_image_stop_signal() {
-    sigterm_to_the_agent(Some("SIGQUIT"), "43", "got-quit");
-}
-
-/// Starts [`signal_forwarding_child`] as a separate agent process, sends it SIGTERM once its
-/// container runs, and checks the container's exit code and what it printed.
-fn sigterm_to_the_agent(stop_signal: Option<&str>, code: &str, printed: &str) {
-    let Some((runc, _)) = prerequisites() else {
+    let Some(child) = Agent::start(&[(CHILD_STOP_SIGNAL_VAR, "SIGQUIT")]) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let out = fs::File::create(dir.path().join("child.out")).unwrap();
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command
-        .args([
-            "--exact",
-            "signal_forwarding_child",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(CHILD_DIR_VAR, dir.path())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out);
-    if let Some(stop) = stop_signal {
-        command.env(CHILD_STOP_SIGNAL_VAR, stop);
-    }
-    let mut child = command.spawn().unwrap();
-    let ready = dir.path().join("shared/ready");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ready.exists() {
-        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
-            let _ = child.kill();
-            let _ = child.wait();
-            let log = fs::read_to_string(dir.path().join("child.out")).unwrap_or_default();
-            panic!("the container never became ready:\n{log}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // SIGTERM to the agent (the child test process), not to runc or the container.
-    let pid = rustix::process::Pid::from_child(&child);
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    child.sigterm();
+    let end = child.finish(Duration::from_secs(10));
+    assert_eq!(end.result, "43", "{}", end.log);
+    assert!(end.log.contains("got-quit"), "{}", end.log);
+}
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the agent did not finish after SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
+/// SIGSTOP as the stop signal stops the app instead of ending it (and cannot be trapped): the
+/// grace period's SIGKILL ends it, and the run ends with everything cleaned up.
+#[test]
+fn a_stopping_stop_signal_ends_the_app_after_the_grace_period() {
+    let grace = Duration::from_secs(2);
+    let Some(child) = Agent::start(&[
+        (CHILD_STOP_SIGNAL_VAR, "SIGSTOP"),
+        (CHILD_STOP_TIMEOUT_VAR, "2"),
+    ]) else {
+        return;
     };
-    let log = fs::read_to_string(dir.path().join("child.out")).unwrap_or_default();
-    assert!(status.success(), "child test failed ({status}):\n{log}");
-    let result = fs::read_to_string(dir.path().join("result")).unwrap_or_default();
-    assert_eq!(
-        result, code,
-        "container exit after forwarded SIGTERM (stop signal {stop_signal:?}); child log:\n{log}"
-    );
-    assert!(log.contains(printed), "{log}");
-    let left = Runtime::new(runc, dir.path().join("state")).list().unwrap();
-    assert!(left.is_empty(), "containers left: {left:?}");
+    let sent = Instant::now();
+    child.sigterm();
+    let end = child.finish(grace);
+    // Killed by the grace period's SIGKILL, not before it.
+    assert_eq!(end.result, "137", "{}", end.log);
     assert!(
-        !fs::read_dir(dir.path())
-            .unwrap()
-            .filter_map(Result::ok)
-            .any(|e| e.file_name().to_string_lossy().starts_with("bundle-")),
-        "bundle directory left behind"
+        end.at.duration_since(sent) >= grace,
+        "ended {:?} after SIGTERM, before the grace period of {grace:?}",
+        end.at.duration_since(sent)
     );
+}
+
+/// SIGTSTP reaches the app's init (which traps it and goes on running); the grace period's
+/// SIGKILL then ends it.
+#[test]
+fn a_sigtstp_stop_signal_reaches_the_app_and_the_grace_period_ends_it() {
+    let grace = Duration::from_secs(2);
+    let Some(child) = Agent::start(&[
+        (CHILD_STOP_SIGNAL_VAR, "SIGTSTP"),
+        (CHILD_STOP_TIMEOUT_VAR, "2"),
+    ]) else {
+        return;
+    };
+    let sent = Instant::now();
+    child.sigterm();
+    let end = child.finish(grace);
+    assert_eq!(end.result, "137", "{}", end.log);
+    assert!(end.log.contains("got-tstp"), "{}", end.log);
+    assert!(
+        end.at.duration_since(sent) >= grace,
+        "ended {:?} after SIGTERM, before the grace period of {grace:?}",
+        end.at.duration_since(sent)
+    );
+}
+
+/// A stop requested while the runtime is still creating the container (before the app runs) is
+/// not lost: it is delivered once the container runs, and the run ends within the grace period.
+/// The app's init receives SIGTERM either after its trap is set (exit 42) or before (ignored, as
+/// an init process without a handler does; the grace period's SIGKILL ends it: 137).
+#[test]
+fn a_stop_requested_while_the_container_is_created_ends_the_run() {
+    let grace = Duration::from_secs(2);
+    let Some(child) = Agent::start(&[(CHILD_HOLD_CREATE_VAR, "1"), (CHILD_STOP_TIMEOUT_VAR, "2")])
+    else {
+        return;
+    };
+    child.sigterm();
+    // Give the agent time to receive it before the container may go on (no assertion depends
+    // on this: a late signal is a stop request too).
+    std::thread::sleep(Duration::from_millis(300));
+    child.release();
+    let end = child.finish(grace);
+    match end.result.as_str() {
+        "42" => assert!(end.log.contains("got-term"), "{}", end.log),
+        "137" => {}
+        other => panic!("expected exit 42 or 137, found {other}:\n{}", end.log),
+    }
+}
+
+/// An agent process: this test binary re-executed as [`signal_forwarding_child`], which runs a
+/// container. On drop (also when a test fails), it lets a held container creation go on, kills
+/// the agent and deletes the container.
+struct Agent {
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+    runc: PathBuf,
+    /// The container's processes (pid, start time) once it ran.
+    app: Vec<(u32, String)>,
+}
+
+/// How an [`Agent`] ended.
+struct End {
+    /// The runner's result: the container's exit code or an error.
+    result: String,
+    /// The agent's output, with the container's.
+    log: String,
+    /// When the agent was seen to have exited.
+    at: Instant,
+}
+
+impl Agent {
+    /// Starts the agent with `env` and waits until its container runs (or, with
+    /// [`CHILD_HOLD_CREATE_VAR`], until the runtime is creating it). `None` only when skipping
+    /// is allowed and the machine lacks root, runc or busybox (see [`prerequisites`]).
+    fn start(env: &[(&str, &str)]) -> Option<Self> {
+        let (runc, _) = prerequisites()?;
+        let dir = tempfile::tempdir().unwrap();
+        let out = fs::File::create(dir.path().join("child.out")).unwrap();
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command
+            .args([
+                "--exact",
+                "signal_forwarding_child",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env(CHILD_DIR_VAR, dir.path())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let holding = env.iter().any(|(name, _)| *name == CHILD_HOLD_CREATE_VAR);
+        let mut agent = Self {
+            child: command.spawn().unwrap(),
+            dir,
+            runc,
+            app: Vec::new(),
+        };
+        let ready = agent
+            .dir
+            .path()
+            .join(if holding { "creating" } else { "shared/ready" });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ready.exists() {
+            if Instant::now() > deadline || agent.child.try_wait().unwrap().is_some() {
+                panic!("the container never became ready:\n{}", agent.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if !holding {
+            agent.app = agent.container_processes();
+            assert!(!agent.app.is_empty(), "no container processes");
+            // The check `finish` makes finds the running app.
+            let inside = processes_rooted_in(&agent.dir.path().join("rootfs"));
+            assert!(
+                !inside.is_empty(),
+                "no process rooted in the container's rootfs"
+            );
+        }
+        Some(agent)
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("child.out")).unwrap_or_default()
+    }
+
+    /// The pids of the container's processes (`runc ps`), with their start times.
+    fn container_processes(&self) -> Vec<(u32, String)> {
+        let output = Command::new(&self.runc)
+            .arg("--root")
+            .arg(self.state())
+            .args(["ps", "--format", "json"])
+            .arg(child_container(self.dir.path()))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "runc ps: {output:?}");
+        let pids: Vec<u32> = serde_json::from_slice(&output.stdout).unwrap();
+        pids.into_iter()
+            .filter_map(|pid| start_time(pid).map(|t| (pid, t)))
+            .collect()
+    }
+
+    /// SIGTERM to the agent (the child test process), not to runc or the container.
+    fn sigterm(&self) {
+        let pid = rustix::process::Pid::from_child(&self.child);
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    }
+
+    /// Lets the held container creation go on.
+    fn release(&self) {
+        fs::write(self.dir.path().join("go"), "").unwrap();
+    }
+
+    /// Waits for the agent to exit, at most `grace` + 15 s (generous: the agent has `grace` to
+    /// stop the app, and then only runc's exit and deletion are left), and checks that it
+    /// succeeded and left nothing: no container process, no container in runc's list, no
+    /// state or bundle directory.
+    fn finish(mut self, grace: Duration) -> End {
+        let deadline = Instant::now() + grace + Duration::from_secs(15);
+        let (status, at) = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break (status, Instant::now());
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "the agent did not finish within {:?} of SIGTERM:\n{}",
+                    grace + Duration::from_secs(15),
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let log = self.log();
+        assert!(status.success(), "child test failed ({status}):\n{log}");
+        let result = fs::read_to_string(self.dir.path().join("result")).unwrap_or_default();
+        for (pid, started) in &self.app {
+            assert_ne!(
+                start_time(*pid).as_ref(),
+                Some(started),
+                "container process {pid} still runs:\n{log}"
+            );
+        }
+        let rootfs = self.dir.path().join("rootfs");
+        let inside = processes_rooted_in(&rootfs);
+        assert!(
+            inside.is_empty(),
+            "processes rooted in the container's rootfs: {inside:?}"
+        );
+        let left = Runtime::new(&self.runc, self.state()).list().unwrap();
+        assert!(left.is_empty(), "containers left: {left:?}");
+        assert!(
+            !self.state().join(child_container(self.dir.path())).exists(),
+            "the container's runc state directory is left"
+        );
+        assert!(
+            !fs::read_dir(self.dir.path())
+                .unwrap()
+                .filter_map(Result::ok)
+                .any(|e| e.file_name().to_string_lossy().starts_with("bundle-")),
+            "bundle directory left behind"
+        );
+        End { result, log, at }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            self.release();
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = Command::new(&self.runc)
+            .arg("--root")
+            .arg(self.state())
+            .args(["delete", "--force"])
+            .arg(child_container(self.dir.path()))
+            .output();
+    }
+}
+
+/// The start time of process `pid` (field 22 of `/proc/PID/stat`), if it exists and is not a
+/// zombie.
+fn start_time(pid: u32) -> Option<String> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    // fields[0] is field 3 (the state), so field 22 is fields[19].
+    (fields.first() != Some(&"Z")).then(|| fields.get(19).map(|s| s.to_string()))?
+}
+
+/// The processes whose root directory is `rootfs` (a container's processes see it as `/`):
+/// the same file (device and inode) through `/proc/PID/root`, whose link text is only `/`.
+fn processes_rooted_in(rootfs: &Path) -> Vec<u32> {
+    use std::os::unix::fs::MetadataExt as _;
+    let target = fs::metadata(rootfs).unwrap();
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            fs::metadata(format!("/proc/{pid}/root"))
+                .is_ok_and(|root| (root.dev(), root.ino()) == (target.dev(), target.ino()))
+        })
+        .collect()
 }

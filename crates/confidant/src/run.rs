@@ -5,13 +5,14 @@
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 use clap::{Args, ValueEnum};
 use confidant_agent::activation::TeeSource;
 use confidant_agent::lifecycle::{self, NetworkMode, Observer, RunConfig};
 use confidant_agent::mesh::MeshSettings;
-use confidant_agent::runtime::hold_signals;
+use confidant_agent::runtime::{DEFAULT_STOP_TIMEOUT, hold_signals};
 use confidant_attest::sim::SimPlatform;
 use confidant_image::transport::TransportOptions;
 
@@ -87,6 +88,11 @@ pub(crate) struct RunArgs {
     /// Where protected volumes' backing directories are kept by default.
     #[arg(long, default_value = "/var/lib/confidant/volumes", value_name = "DIR")]
     volume_root: PathBuf,
+    /// Seconds the app has to exit after a stop request before it is killed (SIGKILL), as
+    /// `docker stop --time`. A stop request is SIGTERM to `confidant run` (the app receives the
+    /// image's StopSignal, SIGTERM when unset) or SIGINT/Ctrl-C (the app receives SIGINT).
+    #[arg(long, default_value_t = DEFAULT_STOP_TIMEOUT.as_secs(), value_name = "SECONDS")]
+    stop_timeout: u64,
 }
 
 /// Progress lines on stderr for people; nothing in `--output json`.
@@ -118,8 +124,8 @@ impl std::fmt::Display for AgentFailed {
 }
 
 fn agent(args: RunArgs, home: &Path, format: Format) -> Result<u8> {
-    // From here on SIGTERM/SIGINT/SIGHUP stop the agent at its next step (with cleanup), or are
-    // forwarded to the app once it runs.
+    // From here on SIGTERM/SIGINT/SIGHUP stop the agent at its next step (with cleanup), or go
+    // to the app once it runs (SIGTERM and SIGINT as stop requests, see --stop-timeout).
     hold_signals()?;
     let config = config(&args, home)?;
     // What runs killed earlier left (their agent gone) goes before this run mounts anything.
@@ -173,6 +179,7 @@ fn config(args: &RunArgs, home: &Path) -> Result<RunConfig> {
             Ok((n.to_string(), PathBuf::from(d)))
         })?,
         volume_root: args.volume_root.clone(),
+        stop_timeout: Duration::from_secs(args.stop_timeout),
     })
 }
 

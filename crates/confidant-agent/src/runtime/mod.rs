@@ -3,8 +3,12 @@
 //! The agent unpacks the image into a memory-backed rootfs, then
 //! 1. describes the container with a [`BundleSpec`] and writes it as an OCI runtime bundle
 //!    (`config.json`, [`BundleSpec::write`] or [`BundleSpec::write_temp`]), and
-//! 2. runs it in the foreground with runc or another OCI runtime ([`Runtime::run`]), forwarding
-//!    SIGINT/SIGTERM/SIGHUP, passing the exit code through, and always deleting the container.
+//! 2. runs it in the foreground with runc or another OCI runtime ([`Runtime::run`]), passing the
+//!    exit code through and always deleting the container. SIGINT, SIGTERM and SIGHUP received
+//!    by the agent go to the container's init with `runtime kill`, never to the runtime's own
+//!    process; SIGTERM and SIGINT are stop requests (SIGTERM arrives as the image's
+//!    `StopSignal`), and a container still running [`RunOptions::stop_timeout`] after the first
+//!    one is killed with SIGKILL, as `docker stop` does.
 //!
 //! # What the container isolation does
 //!
@@ -55,18 +59,25 @@ mod bundle;
 mod runner;
 pub mod seccomp;
 mod signals;
+mod stop;
 
 pub use bundle::{
     BindMount, Bundle, BundleError, BundleSpec, DEFAULT_PATH, DOCKER_DEFAULT_CAPABILITIES,
     MASKED_PATHS, Network, OCI_VERSION, READONLY_PATHS, SeccompPolicy, User,
 };
 pub use oci_spec::runtime::{Capability, ContainerState, State};
-pub use runner::{ContainerExit, MAX_ID_LEN, RunError, RunOptions, Runtime, STATE_DIR_PREFIX};
+pub use runner::{
+    ContainerExit, DEFAULT_STOP_TIMEOUT, MAX_ID_LEN, RunError, RunOptions, Runtime,
+    STATE_DIR_PREFIX,
+};
 pub use signals::parse_signal;
 
-/// Takes over SIGINT, SIGTERM and SIGHUP for the whole process: forwarded to a running
-/// container, otherwise recorded for [`received_signal`] instead of ending the process (an
-/// agent must unmount and wipe before it exits).
+/// Takes over SIGINT, SIGTERM and SIGHUP for the whole process: delivered to a running
+/// container (see [`RunOptions::forward_signals`]), otherwise recorded for [`received_signal`]
+/// instead of ending the process (an agent must unmount and wipe before it exits). Once one was
+/// received, a container started afterwards is stopped as soon as it runs: a signal that
+/// arrives between the caller's last check of [`received_signal`] and the start of the
+/// container is not lost.
 pub fn hold_signals() -> Result<(), RunError> {
     signals::hold().map_err(RunError::Signals)
 }

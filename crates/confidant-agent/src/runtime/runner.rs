@@ -1,4 +1,11 @@
 //! Running a bundle with runc (or another OCI runtime with runc's command line: crun, youki).
+//!
+//! [`Runtime::run`] runs `runtime run` in the foreground, in a process group of its own, and
+//! waits for it. Signals the agent receives go to the container's init, never to the runtime's
+//! process: SIGTERM and SIGINT are stop requests (SIGTERM arrives as the image's stop signal,
+//! [`RunOptions::stop_signal`]) and the container is killed with SIGKILL when it still runs
+//! [`RunOptions::stop_timeout`] later; SIGHUP is passed on. See the `signals` and `stop`
+//! modules for the details. Whatever happened, the container is deleted afterwards.
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
@@ -7,6 +14,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use oci_spec::runtime::State;
 use tempfile::TempDir;
@@ -14,12 +22,17 @@ use thiserror::Error;
 
 use super::bundle::Bundle;
 use super::signals::Forwarding;
+use super::stop::{self, RuntimeContainer};
 
 /// The name prefix of the state directories [`Runtime::with_state_in`] makes.
 pub const STATE_DIR_PREFIX: &str = "oci-state-";
 
 /// The longest container id accepted (runc has no limit; this keeps state paths short).
 pub const MAX_ID_LEN: usize = 128;
+
+/// How long a container has to exit after a stop request before it is killed, unless
+/// [`RunOptions::stop_timeout`] says otherwise: `docker stop`'s default.
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a container could not be run, killed or cleaned up.
 #[derive(Debug, Error)]
@@ -82,6 +95,12 @@ pub enum RunError {
     /// The container does not exist (for [`Runtime::kill`] and [`Runtime::state`]).
     #[error("container {id:?}: expected a running container, found none")]
     NotFound {
+        /// The container id.
+        id: String,
+    },
+    /// The container exists but its process has exited (for [`Runtime::kill`]).
+    #[error("container {id:?}: expected a running container, found it stopped")]
+    NotRunning {
         /// The container id.
         id: String,
     },
@@ -151,6 +170,7 @@ pub struct RunOptions {
     stderr: Option<Stdio>,
     forward_signals: bool,
     stop_signal: Option<i32>,
+    stop_timeout: Duration,
     no_pivot: bool,
 }
 
@@ -162,6 +182,7 @@ impl Default for RunOptions {
             stderr: None,
             forward_signals: true,
             stop_signal: None,
+            stop_timeout: DEFAULT_STOP_TIMEOUT,
             no_pivot: false,
         }
     }
@@ -169,7 +190,7 @@ impl Default for RunOptions {
 
 impl RunOptions {
     /// Standard input `/dev/null`, standard output and error inherited from the agent, signals
-    /// forwarded, `pivot_root` used.
+    /// forwarded with a stop timeout of [`DEFAULT_STOP_TIMEOUT`], `pivot_root` used.
     pub fn new() -> Self {
         Self::default()
     }
@@ -194,20 +215,34 @@ impl RunOptions {
         self
     }
 
-    /// Whether SIGINT, SIGTERM and SIGHUP received by the agent are forwarded to the runtime
-    /// (default: yes). This installs process-wide handlers for the three signals on first use;
-    /// while no container runs they keep their default action (terminate the agent). An agent
-    /// that handles these signals itself should turn this off and call [`Runtime::kill`].
+    /// Whether SIGINT, SIGTERM and SIGHUP received by the agent reach the container (default:
+    /// yes): each is sent to the container's init with `runtime kill`, once the container runs;
+    /// SIGTERM and SIGINT are stop requests (see [`RunOptions::stop_signal`] and
+    /// [`RunOptions::stop_timeout`]). This installs process-wide handlers for the three signals
+    /// on first use; while no container runs they keep their default action (terminate the
+    /// agent), unless [`crate::runtime::hold_signals`] was called. An agent that handles these
+    /// signals itself should turn this off and call [`Runtime::kill`].
     pub fn forward_signals(mut self, forward: bool) -> Self {
         self.forward_signals = forward;
         self
     }
 
-    /// The signal a forwarded SIGTERM is delivered as: the image's `StopSignal` (e.g. SIGQUIT
-    /// for nginx's graceful stop), as `docker stop` does ([`crate::runtime::parse_signal`]).
-    /// Default: SIGTERM itself. SIGINT and SIGHUP are delivered as received.
+    /// The signal a stop request (SIGTERM to the agent) reaches the container's init as: the
+    /// image's `StopSignal` (e.g. SIGQUIT for nginx's graceful stop), as `docker stop` does
+    /// ([`crate::runtime::parse_signal`]). Default: SIGTERM itself. SIGINT and SIGHUP are
+    /// delivered as received. A signal that stops rather than ends a process (SIGSTOP, SIGTSTP)
+    /// is sent all the same; the [`RunOptions::stop_timeout`] then ends the app.
     pub fn stop_signal(mut self, signal: i32) -> Self {
         self.stop_signal = Some(signal);
+        self
+    }
+
+    /// How long the container has to exit after the first stop request (SIGTERM or SIGINT to
+    /// the agent) before it is killed with SIGKILL (`runtime kill ID KILL`), which ends it
+    /// whatever its state (`docker stop --time`). Default: [`DEFAULT_STOP_TIMEOUT`]. Without
+    /// [`RunOptions::forward_signals`] there are no stop requests and this has no effect.
+    pub fn stop_timeout(mut self, timeout: Duration) -> Self {
+        self.stop_timeout = timeout;
         self
     }
 
@@ -272,9 +307,11 @@ impl Runtime {
     }
 
     /// Runs the bundle in `bundle_dir` as container `id` in the foreground (`runtime run
-    /// --bundle DIR ID`) until it exits, and returns its exit code. Signals are forwarded as
-    /// [`RunOptions::forward_signals`] says. The container is always deleted afterwards
-    /// (`delete --force`), also when running failed; the bundle directory is left alone.
+    /// --bundle DIR ID`) until it exits, and returns its exit code. Signals reach the container
+    /// as [`RunOptions::forward_signals`] says; a stop request ends it within the
+    /// [`RunOptions::stop_timeout`] (the app is then killed: exit code 137). The container is
+    /// always deleted afterwards (`delete --force`), also when running failed; the bundle
+    /// directory is left alone.
     ///
     /// An id in use (a run of this value in progress, or a container already in the state
     /// directory) is refused with [`RunError::IdInUse`] and nothing is deleted.
@@ -340,7 +377,8 @@ impl Runtime {
     }
 
     /// Sends `signal` (a signal number, e.g. 15) to the container's init process (`runtime kill
-    /// ID SIGNAL`).
+    /// ID SIGNAL`). A container that does not exist is [`RunError::NotFound`]; one whose process
+    /// has exited, [`RunError::NotRunning`].
     pub fn kill(&self, id: &str, signal: i32) -> Result<(), RunError> {
         validate_id(id)?;
         let sig = signal.to_string();
@@ -357,6 +395,10 @@ impl Runtime {
         let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
         if stderr.contains("does not exist") {
             return Err(RunError::NotFound { id: id.to_owned() });
+        }
+        // runc: "container not running"; crun: "container `ID` is not running".
+        if stderr.contains("not running") {
+            return Err(RunError::NotRunning { id: id.to_owned() });
         }
         Err(RunError::Command {
             runtime: self.binary.clone(),
@@ -497,39 +539,35 @@ impl Runtime {
             .stdin(options.stdin.unwrap_or_else(Stdio::null))
             .stdout(options.stdout.unwrap_or_else(Stdio::inherit))
             .stderr(options.stderr.unwrap_or_else(Stdio::inherit))
-            // Its own process group: a terminal's Ctrl-C reaches the agent only, which forwards
-            // it once, instead of the runtime receiving it twice.
+            // Its own process group: a terminal's Ctrl-C reaches the agent only (which passes
+            // it on to the container's init), not the runtime process.
             .process_group(0);
 
+        // Registered before the runtime starts: a signal from here on is delivered once the
+        // container runs.
         let forwarding = if options.forward_signals {
-            Some(Forwarding::register(options.stop_signal).map_err(RunError::Signals)?)
+            let stop_signal = options.stop_signal.unwrap_or(signal_hook::consts::SIGTERM);
+            Some(Forwarding::register(stop_signal).map_err(RunError::Signals)?)
         } else {
             None
         };
-        let mut child = command.spawn().map_err(|source| RunError::Spawn {
-            runtime: self.binary.clone(),
-            source,
-        })?;
-        if let Some(forwarding) = &forwarding
-            && let Err(e) = forwarding.attach(&child)
-        {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(RunError::Signals(format!("pidfd_open of the runtime: {e}")));
-        }
-        let status = child.wait().map_err(|source| RunError::Wait {
-            runtime: self.binary.clone(),
-            source,
-        });
-        drop(forwarding);
-        let status = match status {
-            Ok(status) => status,
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(e);
+        let container = RuntimeContainer { runtime: self, id };
+        let status = std::thread::scope(|scope| {
+            if let Some(forwarding) = &forwarding {
+                let inbox = forwarding.inbox();
+                let container = &container;
+                std::thread::Builder::new()
+                    .name("confidant-stopper".into())
+                    .spawn_scoped(scope, move || {
+                        stop::serve(&inbox, container, options.stop_timeout)
+                    })
+                    .map_err(|e| RunError::Signals(format!("starting the stopper thread: {e}")))?;
             }
-        };
+            let status = self.spawn_and_wait(command);
+            // Unregistering ends the stopper; the scope waits for it.
+            drop(forwarding);
+            status
+        })?;
         let exit = ContainerExit::from_status(status);
         if !exit.success()
             && let Some(message) = runtime_errors(log)
@@ -542,6 +580,22 @@ impl Runtime {
             });
         }
         Ok(exit)
+    }
+
+    /// Starts the runtime process and waits for it.
+    fn spawn_and_wait(&self, mut command: Command) -> Result<ExitStatus, RunError> {
+        let mut child = command.spawn().map_err(|source| RunError::Spawn {
+            runtime: self.binary.clone(),
+            source,
+        })?;
+        child.wait().map_err(|source| {
+            let _ = child.kill();
+            let _ = child.wait();
+            RunError::Wait {
+                runtime: self.binary.clone(),
+                source,
+            }
+        })
     }
 }
 
