@@ -86,6 +86,12 @@ for t in "${targets[@]}"; do
     snp_endorsements)
         put "$t" vcek-milan.der "$td/snp/vcek_milan.der"
         put "$t" cert-chain-milan.pem "$td/snp/cert_chain_milan.pem"
+        # A VCEK bundle (VCEK, ASK, ARK) as Azure serves it, and one of the Milan report's own.
+        put "$t" azure-certs.pem "$td/azure/certs.pem"
+        if command -v openssl >/dev/null; then
+            { openssl x509 -inform DER -in "$td/snp/vcek_milan.der"; cat "$td/snp/cert_chain_milan.pem"; } >"$tmp/bundle.pem"
+            put "$t" vcek-bundle-milan.pem "$tmp/bundle.pem"
+        fi
         ;;
     evidence_envelope)
         put "$t" sgx-quote.bin "$td/sgx/quote.bin"

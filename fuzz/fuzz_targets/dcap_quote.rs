@@ -1,11 +1,12 @@
 //! DCAP quotes (SGX and TDX) from untrusted bytes: parse-only inspection and full verification
-//! against the real collateral. Any panic is a bug; errors are the expected outcome.
+//! against the real collateral, which agree on what is malformed. Any panic is a bug; errors are
+//! the expected outcome.
 #![no_main]
 
 mod common;
 
-use confidant_attest::Tee;
 use confidant_attest::verify::dcap;
+use confidant_attest::{Error, Tee};
 use libfuzzer_sys::fuzz_target;
 
 use common::*;
@@ -24,6 +25,17 @@ fuzz_target!(|data: &[u8]| {
         // Whatever verifies must also parse.
         assert!(parsed.is_ok(), "a quote verified but does not inspect");
     }
+    // Structure before signatures: malformed for one is malformed for the other (the collateral
+    // is the real one, so a malformed verdict can only be the quote's), and what inspects is
+    // judged, never malformed.
+    assert_eq!(
+        parsed.as_ref().err().map(ToString::to_string),
+        match &verified {
+            Err(e @ Error::Malformed { .. }) => Some(e.to_string()),
+            _ => None,
+        },
+        "inspect and verify disagree on malformed"
+    );
     // The collateral parser, on the same bytes seen as text.
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = dcap::parse_collateral_str(text);

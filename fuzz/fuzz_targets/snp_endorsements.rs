@@ -1,6 +1,7 @@
 //! SEV-SNP endorsements from untrusted bytes (they travel with the evidence): the input is the
-//! VCEK/VLEK certificate (DER or PEM) and, as text, the ASK/ARK chain (PEM); the real Milan
-//! report is verified with each. Any panic is a bug.
+//! VCEK/VLEK certificate (DER, PEM, or a PEM bundle of the VCEK, ASK and ARK), alone and with the
+//! real ASK/ARK chain beside it, and, as text, the ASK/ARK chain (PEM); the real Milan report is
+//! verified with each. Any panic is a bug.
 #![no_main]
 
 mod common;
@@ -21,7 +22,16 @@ fuzz_target!(|data: &[u8]| {
             cert_chain: None,
         },
     };
-    let _ = SNP.verify(&ev, at(SNP_NOW_SECS));
+    let alone = SNP.verify(&ev, at(SNP_NOW_SECS));
+    // The input as the VCEK (or a VCEK bundle) beside the real chain, which is also the built-in
+    // Milan chain: a bundle's chain must be the same certificates, and a chain beside can never
+    // make verification pass that failed alone.
+    ev.endorsements.cert_chain = Some(SNP_CERT_CHAIN.to_string());
+    let beside = SNP.verify(&ev, at(SNP_NOW_SECS));
+    assert!(
+        beside.is_err() || alone.is_ok(),
+        "verified with the Milan chain beside it but not alone: {alone:?}"
+    );
     // The input as the given chain, with the real VCEK.
     if let Ok(text) = std::str::from_utf8(data) {
         ev.endorsements.vcek = Some(SNP_VCEK.to_vec());

@@ -1,6 +1,6 @@
 //! SEV-SNP attestation reports from untrusted bytes: parse-only inspection (the hand-written
 //! report parser) and full verification with the real Milan VCEK, its ASK and ARK taken from
-//! the built-in AMD chain. Any panic is a bug.
+//! the built-in AMD chain; the two agree on what is malformed. Any panic is a bug.
 //!
 //! A given (PEM) chain is fuzzed by `snp_endorsements`; with fixed endorsements it adds no
 //! input-dependent path here and would halve the rate (each verify checks two RSA-4096 and two
@@ -10,7 +10,7 @@
 mod common;
 
 use confidant_attest::verify::snp;
-use confidant_attest::{Endorsements, Evidence, Tee, Verifier};
+use confidant_attest::{Endorsements, Error, Evidence, Tee, Verifier};
 use libfuzzer_sys::fuzz_target;
 
 use common::*;
@@ -26,8 +26,17 @@ fuzz_target!(|data: &[u8]| {
             cert_chain: None,
         },
     };
-    if SNP.verify(&ev, at(SNP_NOW_SECS)).is_ok() {
+    let verified = SNP.verify(&ev, at(SNP_NOW_SECS));
+    if verified.is_ok() {
         // Whatever verifies must also parse.
         assert!(inspected.is_ok(), "a report verified but does not inspect");
+    }
+    // Structure before signatures: malformed for one is malformed for the other, for the same
+    // reason, and what inspects is judged (accepted or rejected), never malformed.
+    match (&inspected, &verified) {
+        (Err(i), Err(v @ Error::Malformed { .. })) => assert_eq!(i.to_string(), v.to_string()),
+        (Err(i), v) => panic!("inspect says {i} but verify says {v:?}"),
+        (Ok(_), Err(v @ Error::Malformed { .. })) => panic!("inspect parses, verify says {v}"),
+        (Ok(_), _) => {}
     }
 });

@@ -121,7 +121,8 @@ struct EndorsementsSchema {
     /// DCAP collateral in dcap-qvl's JSON form.
     #[serde(default)]
     collateral: Option<serde_json::Value>,
-    /// The SNP VCEK or VLEK certificate, DER, base64.
+    /// The SNP VCEK or VLEK certificate, base64: DER, PEM, or a PEM bundle of the VCEK, then its
+    /// ASK and ARK.
     #[serde(default)]
     vcek: Option<String>,
     /// The AMD ASK (or ASVK) and ARK certificates, PEM.

@@ -39,7 +39,9 @@ pub struct Endorsements {
     /// DCAP collateral in dcap-qvl's JSON form (PCK CRL, root CRL, TCB info, QE identity, chains).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collateral: Option<serde_json::Value>,
-    /// The SNP VCEK or VLEK certificate, DER (PEM is accepted too).
+    /// The SNP VCEK or VLEK certificate: DER, PEM, or a PEM bundle of the VCEK (or VLEK) followed
+    /// by its ASK (or ASVK) and ARK, which are then taken as the chain (see
+    /// [`crate::verify::snp`]).
     #[serde(default, skip_serializing_if = "Option::is_none", with = "b64::option")]
     pub vcek: Option<Vec<u8>>,
     /// The AMD ASK (or ASVK) and ARK certificates, PEM.

@@ -214,6 +214,154 @@ fn chain_given_ark_first_verifies() {
     verify(&evidence(report(), Some(vcek()), Some(reversed))).unwrap();
 }
 
+/// The VCEK and its ASK and ARK in one PEM bundle, as Azure's instance metadata serves them.
+fn bundle() -> Vec<u8> {
+    (pem(&vcek()) + &chain()).into_bytes()
+}
+
+#[test]
+fn vcek_bundle_verifies_with_the_chain_it_carries() {
+    let v = verify(&evidence(report(), Some(bundle()), None)).unwrap();
+    assert_eq!(v.chain, ChainSource::Given);
+    assert_eq!(v.generation, Generation::Milan);
+    let separate = verify(&evidence(report(), Some(vcek()), Some(chain()))).unwrap();
+    assert_eq!(v, separate);
+}
+
+#[test]
+fn vcek_bundle_in_an_envelope_verifies_through_verifiers() {
+    // What a coordinator or any other consumer receives: the bundle as the envelope's `vcek`.
+    let envelope = serde_json::json!({
+        "tee": "snp",
+        "evidence": B64.encode(report()),
+        "endorsements": {"vcek": B64.encode(bundle())},
+    });
+    let ev = Evidence::decode(envelope.to_string().as_bytes(), None).unwrap();
+    let claims = Verifiers::new().verify(&ev, now()).unwrap();
+    assert!(claims.verified);
+}
+
+#[test]
+fn vcek_bundle_with_ark_before_ask_verifies() {
+    let certs = ders(&chain());
+    let bundle = pem(&vcek()) + &pem(&certs[1]) + &pem(&certs[0]);
+    verify(&evidence(report(), Some(bundle.into_bytes()), None)).unwrap();
+}
+
+#[test]
+fn vcek_bundle_and_the_same_chain_given_separately_verify() {
+    let certs = ders(&chain());
+    // The same certificates in another order are the same chain.
+    let reversed = pem(&certs[1]) + &pem(&certs[0]);
+    let v = verify(&evidence(report(), Some(bundle()), Some(reversed))).unwrap();
+    assert_eq!(v.chain, ChainSource::Given);
+}
+
+#[test]
+fn vcek_bundle_and_a_different_chain_are_a_conflict() {
+    let genoa = String::from_utf8_lossy(sev::certs::snp::builtin::genoa::ASK).into_owned()
+        + &String::from_utf8_lossy(sev::certs::snp::builtin::genoa::ARK);
+    let (what, reason) = malformed(verify(&evidence(report(), Some(bundle()), Some(genoa))));
+    assert_eq!(what, "AMD certificate chain");
+    assert_eq!(
+        reason,
+        "the VCEK's PEM bundle and cert_chain give different CA certificates: ASK CN=SEV-Milan, \
+         ARK CN=ARK-Milan in the bundle, ASK CN=SEV-Genoa, ARK CN=ARK-Genoa in cert_chain; give \
+         the chain once"
+    );
+}
+
+#[test]
+fn vcek_bundle_ark_is_trusted_only_for_its_amd_key() {
+    let certs = ders(&chain());
+    let mut ark = certs[1].clone();
+    // The ARK's RSA modulus altered: a self-signed look-alike that AMD never issued.
+    let modulus = position(&ark, &[0x02, 0x82, 0x02, 0x01, 0x00]) + 5;
+    ark[modulus + 100] ^= 0x01;
+    let forged = pem(&vcek()) + &pem(&certs[0]) + &pem(&ark);
+    let reason = rejection(verify(&evidence(report(), Some(forged.into_bytes()), None)));
+    assert!(reason.contains("is not one of AMD's roots"), "{reason}");
+}
+
+#[test]
+fn vcek_bundle_starting_with_a_ca_certificate_is_malformed() {
+    let certs = ders(&chain());
+    let ask_first = pem(&certs[0]) + &pem(&vcek()) + &pem(&certs[1]);
+    let (what, reason) = malformed(verify(&evidence(
+        report(),
+        Some(ask_first.into_bytes()),
+        None,
+    )));
+    assert_eq!(what, "VCEK/VLEK certificate");
+    assert_eq!(
+        reason,
+        "expected the VCEK or VLEK (first, when a PEM bundle also carries the ASK or ASVK and the \
+         ARK), found CN=SEV-Milan, the CA certificate that issued certificate 2 (CN=SEV-VCEK)"
+    );
+    let ark_first = pem(&certs[1]) + &pem(&certs[0]) + &pem(&vcek());
+    let (_, reason) = malformed(verify(&evidence(
+        report(),
+        Some(ark_first.into_bytes()),
+        None,
+    )));
+    assert!(
+        reason.ends_with("found CN=ARK-Milan, a self-issued CA certificate"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn vcek_bundle_of_another_chip_is_rejected_naming_the_chip_ids() {
+    // Azure's bundle: a real Milan VCEK with the real ASK and ARK, but another chip's VCEK.
+    let azure = read("azure/certs.pem");
+    let reason = rejection(verify(&evidence(report(), Some(azure), None)));
+    assert!(
+        reason.starts_with("the report signature does not verify with the VCEK's key"),
+        "{reason}"
+    );
+    // The first 8 bytes of the report's CHIP_ID, then of the Azure VCEK's hwID extension.
+    assert!(
+        reason.ends_with(
+            "the report's CHIP_ID d49554ec717f4e5b… is not the VCEK's hwID da8a5695b5aeafdb…: is \
+             this the VCEK of another chip?"
+        ),
+        "{reason}"
+    );
+    assert!(MILAN_CHIP_ID.starts_with("d49554ec717f4e5b"));
+}
+
+#[test]
+fn vcek_bundle_with_a_missing_or_broken_ca_certificate_is_malformed() {
+    let certs = ders(&chain());
+    let vcek_and_ask = pem(&vcek()) + &pem(&certs[0]);
+    let (what, reason) = malformed(verify(&evidence(
+        report(),
+        Some(vcek_and_ask.into_bytes()),
+        None,
+    )));
+    assert_eq!(what, "AMD certificate chain");
+    assert_eq!(
+        reason,
+        "the certificates after the VCEK in its PEM bundle: expected 2 certificates (the ASK or \
+         ASVK, and the ARK), found 1"
+    );
+    let broken = pem(&vcek()) + "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+    let (what, reason) = malformed(verify(&evidence(report(), Some(broken.into_bytes()), None)));
+    assert_eq!(what, "VCEK/VLEK certificate");
+    assert!(reason.starts_with("certificate 2: "), "{reason}");
+    for garbage in [
+        "-----BEGIN CERTIFICATE-----\n",
+        "-----BEGIN PUBLIC KEY-----\nAAAA\n",
+    ] {
+        let (what, _) = malformed(verify(&evidence(
+            report(),
+            Some(garbage.as_bytes().to_vec()),
+            None,
+        )));
+        assert_eq!(what, "VCEK/VLEK certificate", "{garbage:?}");
+    }
+}
+
 #[test]
 fn rejects_report_with_flipped_signed_byte() {
     let verifier = SnpVerifier::new();
@@ -222,12 +370,26 @@ fn rejects_report_with_flipped_signed_byte() {
         for mask in [0x01u8, 0xFF] {
             let mut bad = good.clone();
             bad[i] ^= mask;
-            let result = verifier.verify_detailed(&evidence(bad, Some(vcek()), None), now());
-            let reason = rejection(result);
-            assert!(
-                reason.contains("report signature does not verify"),
-                "byte {i:#05x} ^ {mask:#04x}: {reason}"
-            );
+            let result =
+                verifier.verify_detailed(&evidence(bad.clone(), Some(vcek()), None), now());
+            match result {
+                Err(Error::Rejected { reason, .. }) => {
+                    assert!(
+                        reason.contains("report signature does not verify"),
+                        "byte {i:#05x} ^ {mask:#04x}: {reason}"
+                    );
+                    snp::inspect(&bad).unwrap();
+                }
+                // VERSION and KEY_INFO are read before the signature, as inspect reads them.
+                Err(Error::Malformed { what, reason }) => {
+                    assert!(
+                        (0x000..0x004).contains(&i) || (0x048..0x04C).contains(&i),
+                        "byte {i:#05x} ^ {mask:#04x}: {reason}"
+                    );
+                    assert_eq!(malformed(snp::inspect(&bad)), (what, reason));
+                }
+                other => panic!("byte {i:#05x} ^ {mask:#04x}: {other:?}"),
+            }
         }
     }
 }
@@ -300,14 +462,12 @@ fn random_garbage_is_malformed_and_never_verifies() {
             _ => (rng.next_u64() % (2 * REPORT_LEN as u64)) as usize,
         };
         let garbage = rng.bytes(len);
-        malformed(snp::inspect(&garbage));
-        let result = verifier.verify_detailed(&evidence(garbage, Some(vcek()), None), now());
-        match result {
-            Err(Error::Malformed { .. }) => assert_ne!(len, REPORT_LEN),
-            // A report-sized input is judged by its signature first.
-            Err(Error::Rejected { .. }) => assert_eq!(len, REPORT_LEN),
-            other => panic!("garbage of {len} bytes: {other:?}"),
-        }
+        let (_, inspected) = malformed(snp::inspect(&garbage));
+        // Structure before signatures: a report-sized input that does not parse is malformed
+        // for the verifier too, for the same reason, and never reaches the signature check.
+        let (_, verified) =
+            malformed(verifier.verify_detailed(&evidence(garbage, Some(vcek()), None), now()));
+        assert_eq!(verified, inspected, "garbage of {len} bytes");
     }
 }
 
@@ -325,7 +485,10 @@ fn missing_vcek_is_a_missing_endorsement() {
         Err(Error::MissingEndorsement { tee, what, hint }) => {
             assert_eq!(tee, Tee::Snp);
             assert_eq!(what, "a VCEK or VLEK certificate");
-            assert_eq!(hint, "pass --vcek FILE (DER or PEM)");
+            assert_eq!(
+                hint,
+                "pass --vcek FILE (DER, PEM, or a PEM bundle: the VCEK, then its ASK and ARK)"
+            );
         }
         other => panic!("expected MissingEndorsement, got {other:?}"),
     }

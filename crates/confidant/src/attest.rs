@@ -20,9 +20,10 @@ use crate::{Format, Outcome};
 #[derive(Debug, Subcommand)]
 pub(crate) enum AttestCommand {
     /// Verify evidence: authenticity as of a time, then reference values. Exit 0 accepted,
-    /// 1 rejected, 2 malformed.
+    /// 1 rejected, 2 malformed (what `attest inspect` calls malformed, checked before any
+    /// signature, or malformed endorsements, or a missing one).
     Verify(VerifyArgs),
-    /// Show the fields of evidence without verifying anything.
+    /// Show the fields of evidence without verifying anything. Exit 2 when it does not parse.
     Inspect(InspectArgs),
     /// Produce evidence from this machine's TEE (Gramine /dev/attestation or configfs-tsm).
     /// Never falls back to simulation: use `attest sim quote` for that.
@@ -71,10 +72,13 @@ pub(crate) struct VerifyArgs {
     /// DCAP collateral (dcap-qvl JSON) for SGX and TDX quotes.
     #[arg(long, value_name = "FILE")]
     collateral: Option<PathBuf>,
-    /// The VCEK or VLEK certificate (DER or PEM) that signed an SNP report.
+    /// The VCEK or VLEK certificate (DER or PEM) that signed an SNP report, or a PEM bundle of
+    /// the VCEK followed by its ASK and ARK (as Azure serves them), the rest taken as the chain.
     #[arg(long, value_name = "FILE")]
     vcek: Option<PathBuf>,
-    /// AMD ASK/ARK chain (PEM); default: the built-in chain matching the VCEK's issuer.
+    /// AMD ASK/ARK chain (PEM); default: the one in a --vcek bundle, else the built-in chain
+    /// matching the VCEK's issuer. Either way its ARK must be one of AMD's roots. Given with a
+    /// --vcek bundle, it must be the same certificates (exit 2 otherwise).
     #[arg(long, value_name = "FILE")]
     chain: Option<PathBuf>,
     /// Verify as of this time (RFC 3339 or Unix seconds) instead of now.

@@ -74,15 +74,25 @@ impl Verifiers {
     }
 
     /// Verifies evidence of any configured TEE.
+    ///
+    /// Evidence that [`crate::inspect`] calls malformed is [`Error::Malformed`] here too, for
+    /// every TEE and whatever the endorsements or trust configuration: structure is checked
+    /// before signatures, collateral and trust. Evidence that `inspect` parses is never
+    /// malformed here (its endorsements may be).
     pub fn verify(&self, evidence: &Evidence, now: SystemTime) -> Result<Claims> {
         match (evidence.tee, &self.sim) {
             (Tee::Sgx | Tee::Tdx, _) => self.dcap.verify(evidence, now),
             (Tee::Snp, _) => self.snp.verify(evidence, now),
             (Tee::Sim, Some(sim)) => sim.verify(evidence, now),
-            (Tee::Sim, None) => Err(Error::NotTrusted {
-                tee: Tee::Sim,
-                reason: "no simulation platform key is trusted here".into(),
-            }),
+            (Tee::Sim, None) => {
+                // Malformed before untrusted, as `inspect` would say: structure is judged
+                // before trust, whatever the TEE.
+                crate::sim::SimReport::parse(&evidence.evidence)?;
+                Err(Error::NotTrusted {
+                    tee: Tee::Sim,
+                    reason: "no simulation platform key is trusted here".into(),
+                })
+            }
         }
     }
 }

@@ -1,15 +1,21 @@
 //! AMD SEV-SNP: attestation reports signed by a VCEK or VLEK, verified up to AMD's root keys.
 //!
-//! Verification, in order; nothing in the report is interpreted before its signature verifies:
+//! Verification, in order. Structure is checked before any signature, so that what [`inspect`]
+//! calls malformed is malformed here too ([`Error::Malformed`]); nothing in the report is
+//! *trusted* before its signature verifies:
 //!
-//! 1. The report is exactly 1184 bytes.
-//! 2. The VCEK (or VLEK) comes with the evidence; the CA chain is either given (ASK or ASVK, and
-//!    ARK, PEM) or, for a VCEK, the one built into the `sev` crate for the generation named by
-//!    the VCEK's issuer (`SEV-Milan`, `SEV-Genoa`, `SEV-Turin`). A given chain must end at the
-//!    public key of a built-in AMD ARK; a VLEK's ASVK is not built in and must be given.
-//! 3. ARK → ASK (or ASVK) → VCEK (or VLEK) signatures, names, and validity as of `now`.
-//! 4. The report signature (ECDSA P-384, SHA-384) over bytes `0x000..0x2A0`, with the VCEK's key.
-//! 5. The report: its version, its signing-key field against the certificate kind, its CPUID
+//! 1. The report parses as [`inspect`] parses it: exactly 1184 bytes, VERSION 2 to 5, a defined
+//!    KEY_INFO.SIGNING_KEY, and (version 3 on) the CPUID of an SEV-SNP processor.
+//! 2. The endorsements parse: the VCEK (or VLEK), DER or PEM, or a PEM bundle of the VCEK followed
+//!    by its ASK (or ASVK) and ARK (as Azure serves them); its TCB and hwID extensions; the chain
+//!    given as `cert_chain`. A bundle's chain and a `cert_chain` must be the same certificates.
+//! 3. The CA chain is the given one (from the bundle or `cert_chain`) or, for a VCEK, the one built
+//!    into the `sev` crate for the generation named by the VCEK's issuer (`SEV-Milan`,
+//!    `SEV-Genoa`, `SEV-Turin`). A given chain must end at the public key of a built-in AMD ARK,
+//!    wherever it came from; a VLEK's ASVK is not built in and must be given.
+//! 4. ARK → ASK (or ASVK) → VCEK (or VLEK) signatures, names, and validity as of `now`.
+//! 5. The report signature (ECDSA P-384, SHA-384) over bytes `0x000..0x2A0`, with the VCEK's key.
+//! 6. The authenticated report: its signing-key field against the certificate kind, its CPUID
 //!    generation against the ARK's, its REPORTED_TCB against the VCEK's TCB extensions, and its
 //!    CHIP_ID against the VCEK's hwID.
 //!
@@ -17,6 +23,7 @@
 //! [`crate::ReferenceValues`] to decide.
 
 mod certs;
+mod endorsements;
 mod report;
 
 use std::time::SystemTime;
@@ -30,7 +37,8 @@ use crate::evidence::Evidence;
 use crate::reference::SNP_POLICY_DEBUG;
 use crate::tee::Tee;
 
-use self::certs::{BuiltinChain, CertifiedTcb, name_label};
+use self::certs::{BuiltinChain, CertifiedTcb, VekExtensions, name_label};
+use self::endorsements::{GivenEndorsements, ca_role};
 use self::report::Report;
 pub use self::report::{Generation, SigningKey};
 
@@ -39,7 +47,8 @@ use super::{Verifier, unix_secs};
 /// Where the ASK (or ASVK) and ARK of a verification came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChainSource {
-    /// Given with the evidence (`cert_chain`), its ARK matched to a built-in AMD root.
+    /// Given with the evidence (`cert_chain`, or after the VCEK in a PEM bundle), its ARK
+    /// matched to a built-in AMD root.
     Given,
     /// Built into the `sev` crate, selected by the VCEK's issuer.
     BuiltIn,
@@ -98,25 +107,25 @@ impl SnpVerifier {
                 ),
             ));
         }
+        // Structure first, exactly as `inspect` checks it: a report that does not parse is
+        // malformed whatever the endorsements, and is never judged by a signature. Its fields are
+        // only trusted (and read again, with the TCB layout of the root it chains to) below, once
+        // the signature verifies.
         let raw = report::exact(&evidence.evidence)?;
-        let vek_bytes = evidence
-            .endorsements
-            .vcek
-            .as_deref()
-            .ok_or(Error::MissingEndorsement {
-                tee: Tee::Snp,
-                what: "a VCEK or VLEK certificate",
-                hint: "pass --vcek FILE (DER or PEM)",
-            })?;
-        let vek = certs::parse_vek(vek_bytes)?;
-        let kind = certs::key_kind(&vek);
-        let chain = self.chain_for(&vek, kind, evidence.endorsements.cert_chain.as_deref())?;
+        let unverified = Report::parse(raw, None)?;
+        let GivenEndorsements {
+            vek,
+            kind,
+            extensions,
+            chain: given_chain,
+        } = GivenEndorsements::parse(&evidence.endorsements)?;
+        let chain = self.chain_for(&vek, kind, given_chain)?;
         check_chain(&vek, kind, &chain, unix_secs(now))?;
-        check_report_signature(raw, &vek, kind)?;
+        check_report_signature(raw, &unverified, &vek, kind, &extensions)?;
 
         let report = Report::parse(raw, Some(chain.generation))?;
         let mut notes = Vec::new();
-        check_report_against_certificate(&report, &vek, kind, chain.generation, &mut notes)?;
+        check_report_against_certificate(&report, kind, &extensions, chain.generation, &mut notes)?;
         Ok(SnpVerification {
             claims: claims(&report, true),
             generation: chain.generation,
@@ -132,11 +141,12 @@ impl SnpVerifier {
         &self,
         vek: &Certificate,
         kind: SigningKey,
-        given: Option<&str>,
+        given: Option<(Certificate, Certificate)>,
     ) -> Result<CaChain> {
         let builtins = self.builtins()?;
-        if let Some(pem) = given {
-            let (ask, ark) = certs::split_chain(certs::parse_pem_chain(pem)?, vek)?;
+        if let Some((ask, ark)) = given {
+            // A given ARK is never trusted for being given: only its key's match with a
+            // built-in AMD root makes it one.
             let spki = &ark.tbs_certificate.subject_public_key_info;
             let root = builtins
                 .iter()
@@ -220,11 +230,7 @@ struct CaChain {
 fn check_chain(vek: &Certificate, kind: SigningKey, chain: &CaChain, now: u64) -> Result<()> {
     let reject = |reason: String| Error::rejected(Tee::Snp, reason);
     let vek_role = kind.label();
-    let ca_role = if kind == SigningKey::Vlek {
-        "ASVK"
-    } else {
-        "ASK"
-    };
+    let ca_role = ca_role(kind);
     let (ask, ark) = (&chain.ask, &chain.ark);
     if vek.tbs_certificate.issuer != ask.tbs_certificate.subject {
         return Err(reject(format!(
@@ -269,10 +275,13 @@ fn check_chain(vek: &Certificate, kind: SigningKey, chain: &CaChain, now: u64) -
 }
 
 /// The report signature over bytes `0x000..0x2A0`, with the VEK's P-384 key.
+/// `unverified` (the same bytes, parsed) only serves to say why, when it does not verify.
 fn check_report_signature(
     raw: &[u8; crate::evidence::SNP_REPORT_LEN],
+    unverified: &Report,
     vek: &Certificate,
     kind: SigningKey,
+    ext: &VekExtensions,
 ) -> Result<()> {
     let label = kind.label();
     let reject = |reason: String| Error::rejected(Tee::Snp, reason);
@@ -289,16 +298,38 @@ fn check_report_signature(
         .map_err(|_| {
             reject(format!(
                 "the report signature does not verify with the {label}'s key: report bytes \
-                 0x000..0x2A0 or the signature were altered, or another key signed it"
+                 0x000..0x2A0 or the signature were altered, or another key signed it{}",
+                another_chip_hint(unverified, ext, kind)
             ))
         })
+}
+
+/// When a report signature does not verify: says so if the (unauthenticated) CHIP_ID is not the
+/// VCEK's hwID, the usual reason being the VCEK of another chip (a bundle or file for another
+/// machine). Empty otherwise.
+fn another_chip_hint(unverified: &Report, extensions: &VekExtensions, kind: SigningKey) -> String {
+    let label = kind.label();
+    match &extensions.hw_id {
+        Some(hw_id)
+            if !unverified.chip_id_masked()
+                && check_chip_id(&unverified.chip_id, hw_id, label).is_err() =>
+        {
+            format!(
+                "; the report's CHIP_ID {}… is not the {label}'s hwID {}…: is this the {label} of \
+                 another chip?",
+                hex::encode(&unverified.chip_id[..8]),
+                hex::encode(&hw_id[..hw_id.len().min(8)])
+            )
+        }
+        _ => String::new(),
+    }
 }
 
 /// Checks the authenticated report against the certificate that signed it.
 fn check_report_against_certificate(
     report: &Report,
-    vek: &Certificate,
     kind: SigningKey,
+    ext: &VekExtensions,
     generation: Generation,
     notes: &mut Vec<String>,
 ) -> Result<()> {
@@ -318,21 +349,14 @@ fn check_report_against_certificate(
             report.signing_key.label()
         )));
     }
-    match report.cpuid_generation() {
-        Some(Ok(g)) if g != generation => {
-            return Err(reject(format!(
-                "the report's CPUID names a {g} processor but the {label} chains to ARK-{generation}"
-            )));
-        }
-        Some(Err([family, model, _])) => {
-            return Err(reject(format!(
-                "the report's CPUID (family {family:#04x}, model {model:#04x}) is not an SEV-SNP \
-                 processor, but the {label} chains to ARK-{generation}"
-            )));
-        }
-        _ => {}
+    // A CPUID that names no SEV-SNP processor was refused as malformed before any signature.
+    if let Some(g) = report.cpuid_generation()
+        && g != generation
+    {
+        return Err(reject(format!(
+            "the report's CPUID names a {g} processor but the {label} chains to ARK-{generation}"
+        )));
     }
-    let ext = certs::vek_extensions(vek)?;
     check_tcb(&report.reported_tcb, &ext.tcb, label).map_err(reject)?;
     match &ext.hw_id {
         Some(hw_id) if report.chip_id_masked() => notes.push(format!(

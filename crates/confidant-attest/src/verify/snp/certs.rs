@@ -66,23 +66,73 @@ pub(crate) fn builtin_chains() -> std::result::Result<Vec<BuiltinChain>, String>
         .collect()
 }
 
-/// Parses a VCEK or VLEK given as DER or PEM.
-pub(crate) fn parse_vek(bytes: &[u8]) -> Result<Certificate> {
-    let trimmed = bytes.trim_ascii_start();
-    if trimmed.starts_with(b"-----BEGIN") {
-        cert_from_pem(trimmed).map_err(|e| {
-            Error::malformed(WHAT_VEK, format!("expected a PEM X.509 certificate: {e}"))
-        })
-    } else {
-        Certificate::from_der(bytes).map_err(|e| {
-            Error::malformed(
+/// Parses a VCEK or VLEK given as DER, as PEM, or as a PEM bundle whose first certificate is the
+/// VCEK or VLEK and whose others are the CA certificates that come with it (the ASK or ASVK and
+/// the ARK, as Azure's instance metadata serves them). The CA certificates are returned in their
+/// order and are not checked here: they are a given chain like any other.
+pub(crate) fn parse_vek(bytes: &[u8]) -> Result<(Certificate, Vec<Certificate>)> {
+    let (vek, rest) = match pem_text(bytes) {
+        Some(text) => {
+            let mut certs = pem_certificates(
+                text,
                 WHAT_VEK,
+                "the VCEK or VLEK, optionally followed by its ASK (or ASVK) and ARK",
+            )?;
+            let vek = certs.remove(0);
+            (vek, certs)
+        }
+        None => {
+            let vek = Certificate::from_der(bytes).map_err(|e| {
+                Error::malformed(
+                    WHAT_VEK,
+                    format!(
+                        "expected a DER (or PEM) X.509 certificate, found {} bytes that are not \
+                         one: {e}",
+                        bytes.len()
+                    ),
+                )
+            })?;
+            (vek, Vec::new())
+        }
+    };
+    check_not_a_ca(&vek, &rest)?;
+    Ok((vek, rest))
+}
+
+/// The bytes as PEM text, when they are UTF-8 with a PEM boundary in them.
+fn pem_text(bytes: &[u8]) -> Option<&str> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .filter(|text| text.contains("-----BEGIN"))
+}
+
+/// Refuses a CA certificate where the VCEK or VLEK belongs: a self-issued one (an ARK), or one
+/// that a later certificate of the same bundle names as its issuer (an ASK or ASVK placed first).
+fn check_not_a_ca(vek: &Certificate, rest: &[Certificate]) -> Result<()> {
+    let subject = &vek.tbs_certificate.subject;
+    let role = if vek.tbs_certificate.issuer == *subject {
+        Some("a self-issued CA certificate".to_string())
+    } else {
+        rest.iter()
+            .position(|c| c.tbs_certificate.issuer == *subject)
+            .map(|i| {
                 format!(
-                    "expected a DER (or PEM) X.509 certificate, found {} bytes that are not one: {e}",
-                    bytes.len()
-                ),
-            )
-        })
+                    "the CA certificate that issued certificate {} ({})",
+                    i + 2,
+                    name_label(&rest[i].tbs_certificate.subject)
+                )
+            })
+    };
+    match role {
+        None => Ok(()),
+        Some(role) => Err(Error::malformed(
+            WHAT_VEK,
+            format!(
+                "expected the VCEK or VLEK (first, when a PEM bundle also carries the ASK or ASVK \
+                 and the ARK), found {}, {role}",
+                name_label(subject)
+            ),
+        )),
     }
 }
 
@@ -98,6 +148,12 @@ fn cert_from_pem(pem: &[u8]) -> x509_cert::der::Result<Certificate> {
 
 /// Parses the PEM certificates of a chain, in order.
 pub(crate) fn parse_pem_chain(pem: &str) -> Result<Vec<Certificate>> {
+    pem_certificates(pem, WHAT_CHAIN, "the ASK or ASVK, then the ARK")
+}
+
+/// Every `CERTIFICATE` block of PEM text, in order; text around the blocks is ignored. At least
+/// one is required; `expected` says which ones, for the message when there are none.
+fn pem_certificates(pem: &str, what: &'static str, expected: &str) -> Result<Vec<Certificate>> {
     const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
     const END: &str = "-----END CERTIFICATE-----";
     let mut certs = Vec::new();
@@ -106,34 +162,36 @@ pub(crate) fn parse_pem_chain(pem: &str) -> Result<Vec<Certificate>> {
         let block = &rest[start..];
         let n = certs.len() + 1;
         let end = block.find(END).ok_or_else(|| {
-            Error::malformed(WHAT_CHAIN, format!("certificate {n} has no `{END}` line"))
+            Error::malformed(what, format!("certificate {n} has no `{END}` line"))
         })? + END.len();
         let cert = cert_from_pem(&block.as_bytes()[..end])
-            .map_err(|e| Error::malformed(WHAT_CHAIN, format!("certificate {n}: {e}")))?;
+            .map_err(|e| Error::malformed(what, format!("certificate {n}: {e}")))?;
         certs.push(cert);
         rest = &block[end..];
     }
     if certs.is_empty() {
         return Err(Error::malformed(
-            WHAT_CHAIN,
-            "expected PEM certificates (the ASK or ASVK, then the ARK), found none",
+            what,
+            format!("expected PEM certificates ({expected}), found none"),
         ));
     }
     Ok(certs)
 }
 
 /// Splits a given chain into (ASK or ASVK, ARK): the ARK is the self-issued certificate.
-/// A copy of the VCEK/VLEK in the chain is ignored.
+/// A copy of the VCEK/VLEK in the chain is ignored. `from` names where the chain came from, for
+/// messages (`"cert_chain"`, …).
 pub(crate) fn split_chain(
     certs: Vec<Certificate>,
     vek: &Certificate,
+    from: &str,
 ) -> Result<(Certificate, Certificate)> {
     let certs: Vec<Certificate> = certs.into_iter().filter(|c| c != vek).collect();
     if certs.len() != 2 {
         return Err(Error::malformed(
             WHAT_CHAIN,
             format!(
-                "expected 2 certificates (the ASK or ASVK, and the ARK), found {}",
+                "{from}: expected 2 certificates (the ASK or ASVK, and the ARK), found {}",
                 certs.len()
             ),
         ));
@@ -146,7 +204,10 @@ pub(crate) fn split_chain(
             if ark.is_some() {
                 return Err(Error::malformed(
                     WHAT_CHAIN,
-                    "expected one self-issued ARK and one ASK or ASVK, found 2 self-issued certificates",
+                    format!(
+                        "{from}: expected one self-issued ARK and one ASK or ASVK, found 2 \
+                         self-issued certificates"
+                    ),
                 ));
             }
             ark = Some(cert);
@@ -158,7 +219,10 @@ pub(crate) fn split_chain(
         (Some(ask), Some(ark)) => Ok((ask, ark)),
         _ => Err(Error::malformed(
             WHAT_CHAIN,
-            "expected one self-issued ARK and one ASK or ASVK, found no self-issued certificate",
+            format!(
+                "{from}: expected one self-issued ARK and one ASK or ASVK, found no self-issued \
+                 certificate"
+            ),
         )),
     }
 }
@@ -362,6 +426,7 @@ fn hw_id(value: &[u8]) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use x509_cert::der::Encode;
 
     /// Found by fuzzing: der 0.7's streaming PEM reader loops forever on a body that ends inside
     /// a DER length field. Our PEM path decodes in memory first and must refuse it at once.
@@ -401,6 +466,52 @@ mod tests {
         wrapped.extend([9; 64]);
         assert_eq!(hw_id(&wrapped).unwrap(), vec![9; 64]);
         assert!(hw_id(&[1; 10]).is_err());
+    }
+
+    fn builtin_pem(pem: &[u8]) -> String {
+        String::from_utf8(pem.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn pem_bundle_yields_its_first_certificate_and_the_rest_in_order() {
+        let (ask, ark) = (builtin::milan::ASK, builtin::milan::ARK);
+        let bundle = format!(
+            "text before\n{}\nbetween\n{}",
+            builtin_pem(ask),
+            builtin_pem(ark)
+        );
+        let (first, rest) = parse_vek(bundle.as_bytes()).unwrap();
+        assert_eq!(first, Certificate::from_pem(ask).unwrap());
+        assert_eq!(rest, vec![Certificate::from_pem(ark).unwrap()]);
+        let (_, rest) = parse_vek(ask).unwrap();
+        assert!(rest.is_empty());
+    }
+
+    #[test]
+    fn ca_certificate_where_the_vek_belongs_is_malformed() {
+        let (ask, ark) = (builtin::milan::ASK, builtin::milan::ARK);
+        let err = parse_vek(ark).unwrap_err().to_string();
+        assert!(
+            err.ends_with("found CN=ARK-Milan, a self-issued CA certificate"),
+            "{err}"
+        );
+        let der = Certificate::from_pem(ark).unwrap().to_der().unwrap();
+        assert!(parse_vek(&der).is_err(), "DER too");
+        let bundle = builtin_pem(ark) + &builtin_pem(ask);
+        assert!(parse_vek(bundle.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn chain_errors_name_where_the_chain_came_from() {
+        let ask = Certificate::from_pem(builtin::milan::ASK).unwrap();
+        let ark = Certificate::from_pem(builtin::milan::ARK).unwrap();
+        let vek = ask.clone();
+        let err = split_chain(vec![ark], &vek, "the bundle").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "malformed AMD certificate chain: the bundle: expected 2 certificates (the ASK or \
+             ASVK, and the ARK), found 1"
+        );
     }
 
     #[test]

@@ -351,10 +351,9 @@ impl Report {
         })
     }
 
-    /// The generation the report's CPUID fields name, when it has them.
-    pub(crate) fn cpuid_generation(&self) -> Option<std::result::Result<Generation, [u8; 3]>> {
-        self.cpuid
-            .map(|c| Generation::from_cpuid(c[0], c[1]).ok_or(c))
+    /// The generation the report's CPUID fields name, when it has them and they name one.
+    pub(crate) fn cpuid_generation(&self) -> Option<Generation> {
+        self.cpuid.and_then(|c| Generation::from_cpuid(c[0], c[1]))
     }
 
     /// Whether CHIP_ID is all zero (masked by the guest policy, or a VLEK-signed report).
