@@ -265,6 +265,15 @@ fn whole_flow_then_every_refusal() {
         "evidence_rejected",
         Some("evidence"),
     );
+    // Evidence that does not parse was not judged: malformed (400), not rejected.
+    let mut garbled = w.body(&anon, "w");
+    garbled["evidence"]["evidence"] = Value::String("AAAA".into());
+    assert_error(
+        &Workload::send(&anon, &garbled),
+        400,
+        "malformed",
+        Some("evidence"),
+    );
     let thief = Workload::new(&home);
     let mut stolen = w.body(&anon, "w");
     stolen["csr"] = Value::String(thief.csr.clone());

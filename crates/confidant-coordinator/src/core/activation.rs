@@ -115,11 +115,13 @@ impl<S: Store> Coordinator<S> {
             .verifiers
             .verify(&req.evidence, now)
             .map_err(|e| {
-                rejected(
-                    ErrorCode::EvidenceRejected,
-                    "evidence",
-                    format!("evidence did not verify: {e}"),
-                )
+                // Evidence that does not parse was not judged: the request is malformed (400),
+                // as `confidant attest verify` says with exit 2.
+                let code = match e {
+                    confidant_attest::Error::Malformed { .. } => ErrorCode::Malformed,
+                    _ => ErrorCode::EvidenceRejected,
+                };
+                rejected(code, "evidence", format!("evidence did not verify: {e}"))
             })?;
         let appraisal = package.reference_values.appraise(&claims);
         if !appraisal.accepted() {
