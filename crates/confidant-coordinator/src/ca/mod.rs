@@ -118,6 +118,15 @@ pub struct CheckedCsr {
     is_rsa: bool,
 }
 
+impl CheckedCsr {
+    /// SHA-256 of the CSR's SubjectPublicKeyInfo DER: what an activation's report data binds.
+    pub fn spki_sha256(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, &self.spki_der).as_ref());
+        out
+    }
+}
+
 /// A certificate signed from a workload's CSR.
 #[derive(Debug, Clone)]
 pub struct IssuedCert {
@@ -567,30 +576,6 @@ impl CoordinatorCa {
             sans: Vec::new(),
         })
     }
-}
-
-/// Parses a CSR (PEM or DER), checks its self-signature, and returns SHA-256 of its
-/// SubjectPublicKeyInfo DER: what an activation's report data must bind.
-pub fn csr_spki_sha256(csr: &[u8]) -> Result<[u8; 32], CaError> {
-    let der = csr_der(csr)?;
-    let (rest, req) =
-        X509CertificationRequest::from_der(&der).map_err(|e| CaError::CsrParse(e.to_string()))?;
-    if !rest.is_empty() {
-        return Err(CaError::CsrParse(format!("{} trailing bytes", rest.len())));
-    }
-    req.verify_signature().map_err(|e| CaError::CsrSignature {
-        algorithm: req.signature_algorithm.algorithm.to_id_string(),
-        reason: e.to_string(),
-    })?;
-    let mut out = [0u8; 32];
-    out.copy_from_slice(
-        ring::digest::digest(
-            &ring::digest::SHA256,
-            req.certification_request_info.subject_pki.raw,
-        )
-        .as_ref(),
-    );
-    Ok(out)
 }
 
 /// The public key (SubjectPublicKeyInfo, PEM `PUBLIC KEY`) of a PEM certificate.

@@ -145,8 +145,12 @@ impl<S: Store> Coordinator<S> {
                 ..ErrorDetails::default()
             }));
         }
-        let spki_sha256 = crate::ca::csr_spki_sha256(&req.csr)
+        // The CSR, parsed and its self-signature checked once, as the CA will sign it.
+        let csr = self
+            .ca
+            .check_csr(&req.csr)
             .map_err(|e| CoreError::new(ErrorCode::Malformed, Some("csr"), e.to_string()))?;
+        let spki_sha256 = csr.spki_sha256();
         let want = report_data_for_key_digest(Purpose::Activate, &req.nonce, &spki_sha256);
         if want[..] != claims.report_data[..] {
             return Err(rejected(
@@ -181,13 +185,9 @@ impl<S: Store> Coordinator<S> {
                     .into(),
             });
         }
-        // Everything else that can refuse the activation, before it is counted: the CSR as the
-        // CA will sign it, and the templates, rendered once with a stand-in for the certificate
-        // (a `plain` secret they name may not be set yet).
-        let csr = self
-            .ca
-            .check_csr(&req.csr)
-            .map_err(|e| CoreError::new(ErrorCode::Malformed, Some("csr"), e.to_string()))?;
+        // Everything else that can refuse the activation, before it is counted: the templates,
+        // rendered once with a stand-in for the certificate (a `plain` secret they name may
+        // not be set yet). The CSR was checked above.
         let mut values = self.shared_secret_values(m)?;
         let mut unset = Vec::new();
         for (name, secret) in &m.secrets {
