@@ -10,6 +10,7 @@ mod attest;
 mod cleanup;
 mod client;
 mod coordinator;
+mod generate;
 mod home;
 mod image;
 mod input;
@@ -91,6 +92,13 @@ enum Command {
     /// alone. `confidant run` does this at its start too. Exit 1 when something could not be
     /// cleaned up.
     Cleanup(cleanup::CleanupArgs),
+    /// Make Kubernetes YAML confidential, in place and offline: the opted-in pods (annotation
+    /// `confidant/workload: NAME`, or a confidential runtime class) get Confidant's init
+    /// container, credentials volume, mesh sidecar (annotation `confidant/mesh: "true"`) and
+    /// the platform's runtime class, images pinned by digest; what a confidential pod may not
+    /// have is refused with its file, object and field. Running it again changes nothing.
+    /// `--check`: exit 1 when a file would change.
+    Generate(generate::GenerateArgs),
     /// Protected volumes on a single machine (a key file and a local state file): create,
     /// mount (FUSE), seal a directory (also into a coordinator's volume), verify, inspect.
     #[command(subcommand)]
@@ -136,6 +144,7 @@ fn main() -> ExitCode {
         Command::Recover(args) => recover::run(args, &home, cli.output),
         Command::Run(args) => run::run(args, &home, cli.output),
         Command::Cleanup(args) => cleanup::run(args, cli.output),
+        Command::Generate(args) => generate::run(args, cli.output),
         Command::Volume(cmd) => volume::run(cmd, &home, cli.output),
     };
     match result {
