@@ -19,12 +19,14 @@
 
 pub mod platform;
 pub mod pod;
+pub mod policy;
 pub mod stream;
 
 use std::fmt;
 
 pub use platform::Platform;
 pub use pod::ConfidentialPod;
+pub use policy::ImageDefaults;
 
 /// How the pods are made confidential.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,10 +43,14 @@ pub struct Options {
     pub confidant_image: String,
 }
 
-/// Finds an image's digest (the CLI asks its registry).
+/// Finds an image's digest and what it runs (the CLI asks its registry).
 pub trait Resolve {
     /// The digest (`sha256:…`) of the manifest (or index) `image` names.
     fn digest(&self, image: &str) -> Result<String, String>;
+
+    /// The Entrypoint, Cmd and Env of the pinned `image` (for linux/amd64), needed when a
+    /// container gives no `command`: the policy pins the process's arguments exactly.
+    fn image_defaults(&self, image: &str) -> Result<ImageDefaults, String>;
 }
 
 /// A resolver for when every image must already be pinned: it refuses every lookup.
@@ -54,6 +60,10 @@ pub struct Offline;
 impl Resolve for Offline {
     fn digest(&self, _image: &str) -> Result<String, String> {
         Err("not pinned, and looking digests up is off (--offline): write the image as NAME@sha256:…".into())
+    }
+
+    fn image_defaults(&self, _image: &str) -> Result<ImageDefaults, String> {
+        Err("the registry is not asked (--offline): give the container a `command`, or run once online (later runs reuse what the policy recorded)".into())
     }
 }
 

@@ -4,6 +4,7 @@
 use serde_yaml_ng::{Mapping, Value};
 
 use crate::platform::CONFIDENTIAL_RUNTIME_CLASSES;
+use crate::policy::{self, ContainerRule, ImageDefaults, LOGS_ANNOTATION, PolicyData};
 use crate::{Options, Refusal, Resolve};
 
 /// The pod-template annotation that opts a pod in and names its workload in the manifest.
@@ -51,7 +52,16 @@ pub struct ConfidentialPod {
     pub images: Vec<String>,
     /// Whether it has the mesh sidecar.
     pub mesh: bool,
+    /// SHA-256 (hex) of what the platform measures of its Kata agent policy (the Rego, or the
+    /// initdata carrying it): the pod's reference value (SNP HOSTDATA, TDX MRCONFIGID).
+    pub policy_sha256: String,
 }
+
+/// The binary in Confidant's image (its containers name their command, so no image config is
+/// needed to pin it).
+pub const CONFIDANT_BINARY: &str = "/usr/bin/confidant";
+/// The PATH containerd gives a container whose image sets none.
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 fn key(s: &str) -> Value {
     Value::String(s.to_string())
@@ -164,6 +174,33 @@ pub(crate) fn rewrite(
             return None;
         }
     };
+    let logs = match str_at(template, &["metadata", "annotations", LOGS_ANNOTATION]) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            let mut field = meta_path.clone();
+            field.extend(["annotations", LOGS_ANNOTATION]);
+            refusals.push(Refusal {
+                message: format!("expected \"true\" or \"false\", got {other:?}"),
+                ..at(&dotted(&field))
+            });
+            return None;
+        }
+    };
+    // What an earlier run recorded in the policy (the images' defaults), then its annotations
+    // removed: they are written anew below.
+    let earlier = [
+        policy::AKS_POLICY_ANNOTATION,
+        policy::COCO_INITDATA_ANNOTATION,
+    ]
+    .into_iter()
+    .find_map(|a| {
+        str_at(template, &["metadata", "annotations", a]).and_then(|v| policy::read_back(a, v))
+    });
+    if let Some(Value::Mapping(annotations)) = get_mut(template, &["metadata", "annotations"]) {
+        annotations.remove(policy::AKS_POLICY_ANNOTATION);
+        annotations.remove(policy::COCO_INITDATA_ANNOTATION);
+    }
     let Some(Value::Mapping(spec)) = template.get_mut("spec") else {
         refusals.push(Refusal {
             message: "expected a pod spec (a mapping)".into(),
@@ -179,12 +216,143 @@ pub(crate) fn rewrite(
         return None;
     }
     inject(spec, &workload, mesh, options);
+    let data = match policy_data(spec, &dotted(&spec_path), logs, earlier.as_ref(), resolve) {
+        Ok(d) => d,
+        Err((field, message)) => {
+            refusals.push(Refusal {
+                message,
+                ..at(&field)
+            });
+            return None;
+        }
+    };
+    let attached = policy::attach(options.platform, &policy::rego(&data));
+    if let Value::Mapping(template) = template {
+        let metadata = mapping_at(template, "metadata");
+        mapping_at(metadata, "annotations").insert(key(attached.annotation), key(&attached.value));
+    }
     Some(ConfidentialPod {
         object,
         workload,
         images,
         mesh,
+        policy_sha256: attached.sha256,
     })
+}
+
+/// The mapping at `k` in `m`, made if missing (a `null` is replaced).
+fn mapping_at<'a>(m: &'a mut Mapping, k: &str) -> &'a mut Mapping {
+    let v = m.entry(key(k)).or_insert(Value::Mapping(Mapping::new()));
+    if !v.is_mapping() {
+        *v = Value::Mapping(Mapping::new());
+    }
+    match v {
+        Value::Mapping(m) => m,
+        _ => unreachable!("made a mapping above"),
+    }
+}
+
+fn string_list(v: Option<&Value>) -> Option<Vec<String>> {
+    match v? {
+        Value::Sequence(items) => Some(
+            items
+                .iter()
+                .map(|i| match i {
+                    Value::String(s) => s.clone(),
+                    other => serde_yaml_ng::to_string(other)
+                        .unwrap_or_default()
+                        .trim_end()
+                        .to_string(),
+                })
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+/// What the policy allows of each container of the (already injected) pod spec.
+fn policy_data(
+    spec: &Mapping,
+    prefix: &str,
+    logs: bool,
+    earlier: Option<&PolicyData>,
+    resolve: &dyn Resolve,
+) -> Result<PolicyData, (String, String)> {
+    let mut containers = Vec::new();
+    for list in ["initContainers", "containers"] {
+        let Some(Value::Sequence(items)) = spec.get(list) else {
+            continue;
+        };
+        for (i, c) in items.iter().enumerate() {
+            let here = format!("{prefix}.{list}[{i}]");
+            let name = name_of(c).unwrap_or_default().to_string();
+            let image = str_at(c, &["image"]).unwrap_or_default().to_string();
+            let command = string_list(c.get("command"));
+            let args = string_list(c.get("args"));
+            let defaults = if command.is_some()
+                && matches!(name.as_str(), INIT_CONTAINER | MESH_CONTAINER)
+            {
+                ImageDefaults::default()
+            } else if let Some(d) = earlier.and_then(|e| {
+                e.containers
+                    .iter()
+                    .find(|r| r.name == name && r.image == image)
+                    .map(|r| r.defaults.clone())
+            }) {
+                d
+            } else if command.is_some() && args.is_some() {
+                // Nothing of the image's Entrypoint or Cmd is used; its Env still is.
+                resolve.image_defaults(&image).unwrap_or_default()
+            } else {
+                resolve.image_defaults(&image).map_err(|e| {
+                    (
+                        format!("{here}.image"),
+                        format!("cannot read what {image} runs (its config's Entrypoint and Cmd), which the policy must pin: {e}"),
+                    )
+                })?
+            };
+            let mut env: Vec<String> = defaults.env.clone();
+            env.push(DEFAULT_PATH.to_string());
+            if c.get("tty").and_then(Value::as_bool) == Some(true) {
+                env.push("TERM=xterm".into());
+            }
+            let mut env_names = Vec::new();
+            if let Some(Value::Sequence(vars)) = c.get("env") {
+                for v in vars {
+                    let Some(n) = name_of(v) else { continue };
+                    match v.get("value").and_then(Value::as_str) {
+                        Some(value) if !value.contains("$(") => env.push(format!("{n}={value}")),
+                        Some(_) => env_names.push(n.to_string()),
+                        None if v.get("valueFrom").is_some() => env_names.push(n.to_string()),
+                        None => env.push(format!("{n}=")),
+                    }
+                }
+            }
+            env.sort();
+            env.dedup();
+            env_names.sort();
+            env_names.dedup();
+            let mut mounts: Vec<String> = match c.get("volumeMounts") {
+                Some(Value::Sequence(m)) => m
+                    .iter()
+                    .filter_map(|m| str_at(m, &["mountPath"]).map(str::to_string))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            mounts.sort();
+            mounts.dedup();
+            containers.push(ContainerRule {
+                args: policy::process_args(command.as_deref(), args.as_deref(), &defaults),
+                name,
+                image,
+                env,
+                env_names,
+                mounts,
+                defaults,
+            });
+        }
+    }
+    Ok(PolicyData { containers, logs })
 }
 
 /// Removes what an earlier `generate` added, so that running it again gives the same pod.
@@ -306,6 +474,12 @@ fn check(spec: &Mapping, prefix: &str, at: &dyn Fn(&str) -> Refusal, refusals: &
                                 "takes environment variables from a Kubernetes Secret",
                             ),
                             ..at(&format!("{here}.envFrom[{j}].secretRef"))
+                        });
+                    }
+                    if e.get("configMapRef").is_some() {
+                        refusals.push(Refusal {
+                            message: "takes every key of a ConfigMap as environment variables, which the pod's policy cannot name; list the variables the app needs with env[].valueFrom.configMapKeyRef (or move them into the manifest's `env`)".into(),
+                            ..at(&format!("{here}.envFrom[{j}].configMapRef"))
                         });
                     }
                 }
@@ -442,6 +616,7 @@ fn inject(spec: &mut Mapping, workload: &str, mesh: bool, options: &Options) {
     let mut init = Mapping::new();
     init.insert(key("name"), key(INIT_CONTAINER));
     init.insert(key("image"), key(&options.confidant_image));
+    init.insert(key("command"), strings(&[CONFIDANT_BINARY]));
     init.insert(key("args"), strings(&args));
     let mut mounts = vec![mount(CREDENTIALS_VOLUME, CREDENTIALS_PATH, false)];
     if sim {
@@ -454,6 +629,7 @@ fn inject(spec: &mut Mapping, workload: &str, mesh: bool, options: &Options) {
         let mut side = Mapping::new();
         side.insert(key("name"), key(MESH_CONTAINER));
         side.insert(key("image"), key(&options.confidant_image));
+        side.insert(key("command"), strings(&[CONFIDANT_BINARY]));
         side.insert(
             key("args"),
             strings(&["mesh", "--credentials", CREDENTIALS_PATH]),

@@ -6,56 +6,13 @@
 //! `UPDATE_GOLDEN=1 cargo test -p confidant-kube --test golden` rewrites the golden files; review
 //! the diff before committing it.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use confidant_kube::{Options, Platform, Refusal, Resolve, generate};
-
-/// The digests the corpus's tags resolved to when the golden files were made: a fixed table,
-/// so that the golden files do not depend on a registry (the CLI's test resolves through a
-/// real one).
-struct Table(BTreeMap<&'static str, &'static str>);
-
-impl Resolve for Table {
-    fn digest(&self, image: &str) -> Result<String, String> {
-        self.0
-            .get(image)
-            .map(|d| d.to_string())
-            .ok_or_else(|| format!("manifest unknown: {image}"))
-    }
-}
-
-fn table() -> Table {
-    Table(BTreeMap::from([
-        (
-            "docker.io/library/redis:7.2",
-            "sha256:1111111111111111111111111111111111111111111111111111111111111111",
-        ),
-        (
-            "docker.io/library/nginx:1.27",
-            "sha256:2222222222222222222222222222222222222222222222222222222222222222",
-        ),
-        (
-            "docker.io/library/busybox:1.36",
-            "sha256:3333333333333333333333333333333333333333333333333333333333333333",
-        ),
-        (
-            "docker.io/library/postgres:16",
-            "sha256:4444444444444444444444444444444444444444444444444444444444444444",
-        ),
-    ]))
-}
-
-fn options(platform: Platform) -> Options {
-    Options {
-        platform,
-        coordinator: "confidant.confidant.svc.cluster.local:4433".into(),
-        coordinator_root_sha256: "ab".repeat(32),
-        confidant_image:
-            "ghcr.io/confidant-dev/confidant@sha256:9999999999999999999999999999999999999999999999999999999999999999"
-                .into(),
-    }
-}
+use common::{options, table};
+use confidant_kube::{Platform, Refusal, generate};
 
 fn dir(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -6,8 +6,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
+use std::io::Read as _;
+
+use confidant_image::digest::Digest;
 use confidant_image::transport::{ImageName, TransportOptions, open_source};
-use confidant_kube::{Offline, Options, Platform, Resolve};
+use confidant_kube::{ImageDefaults, Offline, Options, Platform, Resolve};
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
@@ -58,6 +61,57 @@ impl Resolve for Registry {
         let mut source = open_source(&name, &self.options).map_err(|e| e.to_string())?;
         let (bytes, _) = source.manifest().map_err(|e| e.to_string())?;
         Ok(format!("sha256:{}", hex::encode(Sha256::digest(&bytes))))
+    }
+
+    fn image_defaults(&self, image: &str) -> Result<ImageDefaults, String> {
+        let name = ImageName::parse(&format!("docker://{image}")).map_err(|e| e.to_string())?;
+        let mut source = open_source(&name, &self.options).map_err(|e| e.to_string())?;
+        let (mut bytes, _) = source.manifest().map_err(|e| e.to_string())?;
+        let parse = |b: &[u8], what: &str| -> Result<serde_json::Value, String> {
+            serde_json::from_slice(b).map_err(|e| format!("{image}: its {what} is not JSON: {e}"))
+        };
+        let mut manifest = parse(&bytes, "manifest")?;
+        if let Some(entries) = manifest["manifests"].as_array() {
+            // An index: the linux/amd64 image, as the nodes here run it.
+            let digest = entries
+                .iter()
+                .find(|m| {
+                    m["platform"]["os"] == "linux" && m["platform"]["architecture"] == "amd64"
+                })
+                .and_then(|m| m["digest"].as_str())
+                .ok_or_else(|| format!("{image}: its index has no linux/amd64 image"))?;
+            let digest = Digest::parse(digest).map_err(|e| e.to_string())?;
+            bytes = source
+                .manifest_by_digest(&digest)
+                .map_err(|e| e.to_string())?;
+            manifest = parse(&bytes, "manifest")?;
+        }
+        let config = manifest["config"]["digest"]
+            .as_str()
+            .ok_or_else(|| format!("{image}: its manifest names no config"))?;
+        let config = Digest::parse(config).map_err(|e| e.to_string())?;
+        let mut blob = Vec::new();
+        source
+            .blob(&config)
+            .map_err(|e| e.to_string())?
+            .take(4 << 20)
+            .read_to_end(&mut blob)
+            .map_err(|e| format!("{image}: reading its config: {e}"))?;
+        let config = parse(&blob, "config")?;
+        let strings = |v: &serde_json::Value| -> Vec<String> {
+            v.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        Ok(ImageDefaults {
+            entrypoint: strings(&config["config"]["Entrypoint"]),
+            cmd: strings(&config["config"]["Cmd"]),
+            env: strings(&config["config"]["Env"]),
+        })
     }
 }
 
@@ -172,6 +226,7 @@ pub(crate) fn run(args: GenerateArgs, format: Format) -> Result<Outcome> {
                 "pods": pods.iter().map(|(p, pod)| json!({
                     "file": p, "object": pod.object, "workload": pod.workload,
                     "images": pod.images, "mesh": pod.mesh,
+                    "policy_sha256": pod.policy_sha256,
                 })).collect::<Vec<_>>(),
             })
         ),
