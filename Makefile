@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: all build release deps test fmt-check clippy unit demo fuzz bench clean
+.PHONY: all build release images deps test fmt-check clippy unit demo fuzz bench clean
 
 all: build
 
@@ -13,6 +13,15 @@ build:
 
 release:
 	$(CARGO) build --release -p confidant
+
+# Confidant's own image (coordinator, init container, mesh sidecar) as an OCI layout in
+# target/images/confidant, from the release binary; reproducible (scripts/build-image.sh).
+# Push it with `confidant image push oci:target/images/confidant:VERSION docker://HOST/REPO:VERSION`
+# and refer to it by the digest printed last.
+CARGO_TARGET ?= $(or $(CARGO_TARGET_DIR),target)
+images: release
+	@digest=$$(bash scripts/build-image.sh $(CARGO_TARGET)/release/confidant target/images/confidant) && \
+	  echo "confidant image: oci:target/images/confidant $$digest"
 
 # Debian packages the demo and tests use. Installed only when missing (needs root). A test whose
 # program is missing fails (CONFIDANT_TEST_ALLOW_MISSING=1 skips it instead; CI never sets it).

@@ -2,16 +2,17 @@
 //! a real registry (Debian's `docker-registry`) on 127.0.0.1. `make test` installs them; a test
 //! fails naming what is missing otherwise (tests/requirements.rs).
 
+#[path = "common/registry.rs"]
+mod registry;
 #[path = "../../../tests/requirements.rs"]
 mod requirements;
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
+use registry::Registry;
 use requirements::{file, program, require};
 use serde_json::Value;
 
@@ -527,56 +528,6 @@ fn tampered_or_wrongly_keyed_images_are_refused_and_leave_nothing_behind() {
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("encrypted layers need --key"), "{err}");
     assert!(!target.exists());
-}
-
-/// A registry on 127.0.0.1 for the length of a test.
-struct Registry {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("docker-registry")
-            .args(["serve", s(&config)])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker-registry is needed for this test (make test installs it)");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "registry did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Registry {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]
