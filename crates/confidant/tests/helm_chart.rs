@@ -188,6 +188,7 @@ fn default_rendering_is_valid_kubernetes_and_pins_the_image_by_digest() {
         "--san=coord-confidant.confidant-system.svc",
         "--san=coord-confidant.confidant-system.svc.cluster.local",
         "--address=coord-confidant.confidant-system.svc.cluster.local:4433",
+        "--san=localhost",
         "--max-connections=1024",
         "--body-budget=64",
     ] {
