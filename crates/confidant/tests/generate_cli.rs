@@ -3,6 +3,7 @@
 //! write nothing.
 
 mod common;
+#[path = "common/registry.rs"]
 mod registry;
 #[path = "../../../tests/requirements.rs"]
 mod requirements;

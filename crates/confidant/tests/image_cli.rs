@@ -2,6 +2,7 @@
 //! a real registry (Debian's `docker-registry`) on 127.0.0.1. `make test` installs them; a test
 //! fails naming what is missing otherwise (tests/requirements.rs).
 
+#[path = "common/registry.rs"]
 mod registry;
 #[path = "../../../tests/requirements.rs"]
 mod requirements;

@@ -1,20 +1,22 @@
-//! A real registry (Debian's `docker-registry`) on 127.0.0.1 for the length of a test.
-#![allow(dead_code)]
+//! A real registry (Debian's `docker-registry`) on 127.0.0.1 for the length of a test. Included
+//! with `#[path = "common/registry.rs"] mod registry;`; the caller checks first that
+//! `docker-registry` is installed (`require(&[program("docker-registry")])`).
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A registry on 127.0.0.1 for the length of a test.
+/// A running registry; stopped and its storage removed when dropped.
 pub(crate) struct Registry {
     child: Child,
-    /// Its port on 127.0.0.1.
+    /// The port it listens on, on 127.0.0.1 (plain HTTP).
     pub(crate) port: u16,
     _dir: tempfile::TempDir,
 }
 
 impl Registry {
-    /// Starts it; waits until it listens.
+    /// Starts one with its storage in a fresh temporary directory, and waits until it accepts
+    /// connections.
     pub(crate) fn start() -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let port = TcpListener::bind("127.0.0.1:0")
