@@ -1,7 +1,7 @@
 //! An init container's use of the agent: activate the workload and write its identity and
 //! rendered files into a directory (a pod's memory volume, `emptyDir: {medium: Memory}`) for
 //! the app container to read; no image is unpacked (the pod's runtime pulled it) and no app is
-//! run.
+//! run. `confidant init` is this with its trust in the coordinator given in the pod spec.
 //!
 //! ```text
 //! init_container HOME COORDINATOR WORKLOAD OUT_DIR [sim]
@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use confidant_agent::activation::{self, TeeSource};
-use confidant_agent::files;
+use confidant_agent::{credentials, files};
 use confidant_client::{Address, Client, Retry, Saved};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -36,16 +36,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let attester = activation::attester(&tee, None, "", workload)?;
     let activated = activation::activate(&client, workload, attester.as_ref(), None)?;
-    // The identity (certificate, chain, key, root CA) and the rendered files, for the app.
+    // The identity (certificate, chain, key, root CA), the rendered files, env, args, volume
+    // keys and mesh section for the app and the mesh sidecar, the marker last
+    // (docs/formats/pod-credentials.md; `confidant init` does the same).
     let out = PathBuf::from(out);
-    files::write_identity(&out, &activated)?;
-    let written =
-        files::write_rendered_files(&out.join("files"), &activated.answer.parameters.files)?;
+    let marker = credentials::write(&out, &activated)?;
     println!(
         "activated as {}; wrote {} and {} rendered files under {}",
         activated.name(),
         files::IDENTITY_FILES.join(", "),
-        written.len(),
+        marker.files.len(),
         out.display()
     );
     Ok(())

@@ -51,7 +51,7 @@ fn check_path(path: &str) -> Result<(), FilesError> {
 
 /// Writes `content` to a new file `path` with `mode` (the mode is set at creation: the
 /// content is never readable by others, not even for an instant).
-fn write_new(path: &Path, content: &[u8], mode: u32) -> Result<(), FilesError> {
+pub(crate) fn write_new(path: &Path, content: &[u8], mode: u32) -> Result<(), FilesError> {
     let what = format!("writing {}", path.display());
     let mut f = OpenOptions::new()
         .write(true)

@@ -9,6 +9,8 @@
 //! - [`image`]: the image's manifest, and its layers decrypted with the released keys, verified
 //!   and unpacked;
 //! - [`files`]: the rendered files and the workload's identity, written where the app reads them;
+//! - [`credentials`]: a pod's credentials, written by its init container for the other
+//!   containers and read back by the mesh sidecar;
 //! - [`volumes`]: protected volumes mounted as their policy says, their roots committed to the
 //!   coordinator;
 //! - [`mesh`]: the mutual-TLS proxy with the activation's identity;
@@ -26,6 +28,7 @@
 #![warn(missing_docs)]
 
 pub mod activation;
+pub mod credentials;
 pub mod error;
 pub mod files;
 pub mod image;

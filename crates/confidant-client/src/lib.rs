@@ -435,7 +435,9 @@ impl Client {
         }
         self.runtime.block_on(async {
             let mut resp = req.send().await.map_err(|e| {
-                let connect = e.is_connect();
+                // A TLS handshake the client refused (the server's certificate does not chain
+                // to the pinned root) is an answer of sorts: trying again cannot change it.
+                let connect = e.is_connect() && !refused_by_tls(&e);
                 let t =
                     ClientError::Transport(format!("{what}: {}", error_chain(&e.without_url())));
                 if connect {
@@ -506,6 +508,13 @@ fn json_body(body: &impl Serialize) -> Result<Body> {
 }
 
 /// A reqwest error with its causes (reqwest's own message hides the TLS reason).
+/// Whether the client's TLS refused the server's certificate (rustls's `invalid peer
+/// certificate`, which reaches us only as text through hyper's connector error), as opposed to
+/// a connection that never opened.
+fn refused_by_tls(e: &dyn std::error::Error) -> bool {
+    error_chain(e).contains("invalid peer certificate")
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();

@@ -13,8 +13,10 @@ mod coordinator;
 mod generate;
 mod home;
 mod image;
+mod init;
 mod input;
 mod manifest;
+mod mesh;
 mod output;
 mod recover;
 mod run;
@@ -86,6 +88,14 @@ enum Command {
     /// the image into memory, start the mesh proxy, run the app under an OCI runtime. Exits with
     /// the app's exit code, or 125 when the app could not be started.
     Run(run::RunArgs),
+    /// A pod's init container: attest with the pod's TEE, activate the workload and write its
+    /// certificate, key, root CA, rendered files, env, args, volume keys and mesh section into
+    /// the pod's shared memory volume (marker last). Exit non-zero on any failure (1 refused or
+    /// rejected, 2 malformed, unreachable or untrusted), so the pod does not start.
+    Init(init::InitArgs),
+    /// A pod's mesh sidecar: the mutual-TLS ingress and egress proxies with the identity
+    /// `confidant init` wrote, until SIGTERM or SIGINT (exit 0).
+    Mesh(mesh::MeshArgs),
     /// Clean up after runs whose agent was killed (SIGKILL, out of memory): delete their
     /// container, detach their volumes' dead FUSE mounts and their tmpfs, remove ephemeral
     /// volumes' backing directories and the run directory. Runs whose agent still runs are left
@@ -123,7 +133,7 @@ fn main() -> ExitCode {
     let home = home::resolve(cli.home.clone());
     if matches!(
         cli.command,
-        Command::Run(_) | Command::Coordinator(_) | Command::Volume(_)
+        Command::Run(_) | Command::Coordinator(_) | Command::Volume(_) | Command::Mesh(_)
     ) {
         // Long-running commands log what they refuse and why (the mesh, the coordinator's API).
         tracing_subscriber::fmt()
@@ -143,6 +153,8 @@ fn main() -> ExitCode {
         Command::Certificate(cmd) => status::certificate(cmd, &home, cli.output),
         Command::Recover(args) => recover::run(args, &home, cli.output),
         Command::Run(args) => run::run(args, &home, cli.output),
+        Command::Init(args) => init::run(args, &home, cli.output),
+        Command::Mesh(args) => mesh::run(args, cli.output),
         Command::Cleanup(args) => cleanup::run(args, cli.output),
         Command::Generate(args) => generate::run(args, cli.output),
         Command::Volume(cmd) => volume::run(cmd, &home, cli.output),

@@ -162,15 +162,7 @@ fn config(args: &RunArgs, home: &Path) -> Result<RunConfig> {
             NetworkChoice::Isolated => NetworkMode::Isolated,
             NetworkChoice::Host => NetworkMode::Host,
         },
-        mesh: MeshSettings {
-            publish: pairs(&args.publish, ':', "--publish", "HOST:CONTAINER", |h, c| {
-                Ok((c.parse()?, h.parse()?))
-            })?,
-            peers: pairs(&args.peer, '=', "--peer", "WORKLOAD=HOST:PORT", |w, a| {
-                Ok((w.to_string(), a.to_string()))
-            })?,
-            app_netns: None,
-        },
+        mesh: mesh_settings(&args.publish, &args.peer)?,
         memory: confidant_agent::memfs::parse_size(&args.memory)
             .map_err(|e| anyhow!("--memory: {e}"))?,
         run_dir: args.run_dir.clone(),
@@ -180,6 +172,20 @@ fn config(args: &RunArgs, home: &Path) -> Result<RunConfig> {
         })?,
         volume_root: args.volume_root.clone(),
         stop_timeout: Duration::from_secs(args.stop_timeout),
+    })
+}
+
+/// `--publish HOST:CONTAINER` and `--peer WORKLOAD=HOST:PORT` as the mesh's settings (`run` and
+/// the `mesh` sidecar).
+pub(crate) fn mesh_settings(publish: &[String], peer: &[String]) -> Result<MeshSettings> {
+    Ok(MeshSettings {
+        publish: pairs(publish, ':', "--publish", "HOST:CONTAINER", |h, c| {
+            Ok((c.parse()?, h.parse()?))
+        })?,
+        peers: pairs(peer, '=', "--peer", "WORKLOAD=HOST:PORT", |w, a| {
+            Ok((w.to_string(), a.to_string()))
+        })?,
+        app_netns: None,
     })
 }
 
