@@ -238,13 +238,7 @@ fn the_pods_own_containers_are_created_and_nothing_else_on_every_platform() {
                     &image,
                     &init_args
                         .iter()
-                        .map(|a| {
-                            if *a == root {
-                                other_root.as_str()
-                            } else {
-                                a
-                            }
-                        })
+                        .map(|a| if *a == root { other_root.as_str() } else { a })
                         .collect::<Vec<_>>(),
                     &[PATH],
                     &init_mounts,

@@ -24,7 +24,7 @@ use crate::{Format, Outcome};
 
 /// `confidant init`.
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("trust").required(true).args(["coordinator_root", "coordinator_reference_values"])))]
+#[command(group(ArgGroup::new("trust").required(true).args(["coordinator_root", "coordinator_root_sha256", "coordinator_reference_values"])))]
 pub(crate) struct InitArgs {
     #[command(flatten)]
     coordinator: CoordinatorArg,
@@ -44,6 +44,11 @@ pub(crate) struct InitArgs {
     /// Trust the coordinator whose TLS certificate chains to this root CA (PEM), pinned.
     #[arg(long, value_name = "FILE")]
     coordinator_root: Option<PathBuf>,
+    /// Trust the coordinator whose root CA certificate (DER) has this SHA-256 (hex), pinned:
+    /// what `confidant generate` writes into a pod spec, which the pod's attested policy
+    /// covers. The root is fetched from the coordinator and checked against the hash.
+    #[arg(long, value_name = "HEX")]
+    coordinator_root_sha256: Option<String>,
     /// Attest the coordinator first, against these reference values (YAML or JSON, listing its
     /// `measurements`), as `confidant verify` does; then pin the root CA its evidence binds.
     /// SIMULATION evidence is trusted only when signed by the platform key of --sim-platform.
@@ -65,13 +70,20 @@ pub(crate) fn run(args: InitArgs, home: &Path, format: Format) -> Result<Outcome
         );
     }
     // Trust in the coordinator, from the pod spec.
-    let trust = match (&args.coordinator_root, &args.coordinator_reference_values) {
-        (Some(root), _) => pinned(root)?,
-        (None, Some(refs)) => match attested(&address, refs, &platform_dir, format)? {
+    let trust = match (
+        &args.coordinator_root,
+        &args.coordinator_root_sha256,
+        &args.coordinator_reference_values,
+    ) {
+        (Some(root), _, _) => pinned(root)?,
+        (None, Some(hash), _) => pinned_by_hash(&address, hash)?,
+        (None, None, Some(refs)) => match attested(&address, refs, &platform_dir, format)? {
             Some(trust) => trust,
             None => return Ok(Outcome::Rejected),
         },
-        (None, None) => bail!("give --coordinator-root or --coordinator-reference-values"),
+        (None, None, None) => bail!(
+            "give --coordinator-root, --coordinator-root-sha256 or --coordinator-reference-values"
+        ),
     };
     // The coordinator may still be starting: requests that never reached it are tried again.
     let client = Client::new(&address, &trust, None)?.with_retry(Retry::STARTUP);
@@ -147,6 +159,46 @@ fn pinned(path: &Path) -> Result<Trust> {
     }
     Ok(Trust::Pinned {
         root: certs.remove(0),
+        intermediate: None,
+    })
+}
+
+/// `--coordinator-root-sha256 HEX`: the root CA the coordinator names, if its SHA-256 is the
+/// pinned one; then pinned. (The root is public; only its hash needs to come from the pod spec.)
+fn pinned_by_hash(address: &confidant_client::Address, hash: &str) -> Result<Trust> {
+    let want = hex::decode(hash)
+        .ok()
+        .filter(|h| h.len() == 32)
+        .ok_or_else(|| {
+            anyhow::anyhow!("--coordinator-root-sha256: expected 64 hex digits, got {hash:?}")
+        })?;
+    let client = Client::new(address, &Trust::FirstContact, None)?.with_retry(Retry::STARTUP);
+    let nonce = confidant_client::random_bytes::<32>()?;
+    let answer = client.attestation(&nonce).with_context(|| {
+        format!(
+            "asking the coordinator at {} for its root CA",
+            address.authority
+        )
+    })?;
+    let Some(root_pem) = answer.body.root_ca else {
+        bail!(
+            "the coordinator at {} is in recovery: it has no root CA to pin yet",
+            address.authority
+        );
+    };
+    let root = pem::parse(root_pem.as_bytes())
+        .map_err(|e| anyhow::anyhow!("the coordinator's root CA is not PEM: {e}"))?;
+    let got = <sha2::Sha256 as sha2::Digest>::digest(root.contents());
+    if got[..] != want[..] {
+        bail!(
+            "the coordinator at {} has another root CA: expected SHA-256 {}, got {} — not the coordinator this pod was generated for",
+            address.authority,
+            hex::encode(&want),
+            hex::encode(got)
+        );
+    }
+    Ok(Trust::Pinned {
+        root: root.into_contents().into(),
         intermediate: None,
     })
 }

@@ -186,3 +186,39 @@ fn images_are_pinned_from_the_registry_in_place_idempotently_with_check_for_ci()
         assert_eq!(std::fs::read_to_string(&file).unwrap(), out);
     }
 }
+
+#[test]
+fn every_generated_file_is_valid_kubernetes() {
+    if !require(&[program("kubernetes-validate")]) {
+        return;
+    }
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../confidant-kube/tests/golden");
+    let mut files = Vec::new();
+    for platform in std::fs::read_dir(&golden).unwrap() {
+        for f in std::fs::read_dir(platform.unwrap().path()).unwrap() {
+            files.push(f.unwrap().path());
+        }
+    }
+    files.sort();
+    assert!(files.len() >= 20, "{files:?}");
+    let o = Command::new("kubernetes-validate")
+        .args(["--strict", "-k", "1.30.0"])
+        .args(&files)
+        .output()
+        .expect("running kubernetes-validate");
+    let text =
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{text}");
+    // Every document was checked against a schema, none skipped as unknown.
+    let documents: usize = files
+        .iter()
+        .map(|f| {
+            confidant_kube::stream::split(&std::fs::read_to_string(f).unwrap())
+                .iter()
+                .filter(|d| !d.is_blank())
+                .count()
+        })
+        .sum();
+    let passed = text.lines().filter(|l| l.contains(" passed ")).count();
+    assert_eq!(passed, documents, "{text}");
+}
