@@ -71,7 +71,7 @@ envelope() { # envelope TEE EVIDENCE_FILE [ENDORSEMENTS_JSON]
 }
 
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(dcap_quote snp_report snp_endorsements evidence_envelope sim_report collateral coordinator_requests)
+[ ${#targets[@]} -gt 0 ] || targets=(dcap_quote snp_report snp_endorsements evidence_envelope sim_report collateral coordinator_requests kube_generate)
 
 for t in "${targets[@]}"; do
     case "$t" in
@@ -131,6 +131,16 @@ for t in "${targets[@]}"; do
         put "$t" csr.pem "$tmp/w.csr"
         printf '%s' "$image" >"$tmp/image.json"
         put "$t" image.json "$tmp/image.json"
+        ;;
+    kube_generate)
+        # The generate corpus (real-world-shaped YAML) and its golden outputs, which carry
+        # policy annotations for the read-back path.
+        for f in "$here"/../crates/confidant-kube/tests/corpus/*.yaml; do
+            put "$t" "$(basename "$f")" "$f"
+        done
+        for f in "$here"/../crates/confidant-kube/tests/golden/coco-snp/*.yaml; do
+            put "$t" "golden-$(basename "$f")" "$f"
+        done
         ;;
     *)
         echo "seed.sh: no seeds for $t (it starts from an empty corpus)"

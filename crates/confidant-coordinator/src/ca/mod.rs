@@ -326,38 +326,7 @@ impl CoordinatorCa {
     /// (its self-signature, its key's kind and size), so that an activation refuses a CSR
     /// before it is counted.
     pub fn check_csr(&self, csr: &[u8]) -> Result<CheckedCsr, CaError> {
-        let der = csr_der(csr)?;
-        let (rest, req) = X509CertificationRequest::from_der(&der)
-            .map_err(|e| CaError::CsrParse(e.to_string()))?;
-        if !rest.is_empty() {
-            return Err(CaError::CsrParse(format!("{} trailing bytes", rest.len())));
-        }
-        // Key size first: ring refuses to verify with small RSA keys, which would be reported
-        // as a bad signature.
-        let is_rsa = match req.certification_request_info.subject_pki.parsed() {
-            Ok(PublicKey::RSA(rsa)) if rsa.key_size() < MIN_RSA_BITS => {
-                return Err(invalid(
-                    "csr.public_key",
-                    &format!("an RSA key of at least {MIN_RSA_BITS} bits"),
-                    format!("{} bits", rsa.key_size()),
-                ));
-            }
-            Ok(PublicKey::RSA(_)) => true,
-            _ => false,
-        };
-        req.verify_signature().map_err(|e| CaError::CsrSignature {
-            algorithm: req.signature_algorithm.algorithm.to_id_string(),
-            reason: e.to_string(),
-        })?;
-        let spki_der = req.certification_request_info.subject_pki.raw.to_vec();
-        SubjectPublicKeyInfo::from_der(&spki_der).map_err(|e| {
-            invalid(
-                "csr.public_key",
-                "an ECDSA P-256/P-384, Ed25519 or RSA key",
-                e,
-            )
-        })?;
-        Ok(CheckedCsr { spki_der, is_rsa })
+        check_csr(csr)
     }
 
     /// Issues the certificate for a CSR [`CoordinatorCa::check_csr`] accepted.
@@ -576,6 +545,43 @@ impl CoordinatorCa {
             sans: Vec::new(),
         })
     }
+}
+
+/// Parses `csr` (PEM or DER) and checks what the CA checks of it alone: its self-signature,
+/// its key's kind and size ([`CoordinatorCa::check_csr`]; the CSR is untrusted input).
+pub fn check_csr(csr: &[u8]) -> Result<CheckedCsr, CaError> {
+    let der = csr_der(csr)?;
+    let (rest, req) =
+        X509CertificationRequest::from_der(&der).map_err(|e| CaError::CsrParse(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(CaError::CsrParse(format!("{} trailing bytes", rest.len())));
+    }
+    // Key size first: ring refuses to verify with small RSA keys, which would be reported
+    // as a bad signature.
+    let is_rsa = match req.certification_request_info.subject_pki.parsed() {
+        Ok(PublicKey::RSA(rsa)) if rsa.key_size() < MIN_RSA_BITS => {
+            return Err(invalid(
+                "csr.public_key",
+                &format!("an RSA key of at least {MIN_RSA_BITS} bits"),
+                format!("{} bits", rsa.key_size()),
+            ));
+        }
+        Ok(PublicKey::RSA(_)) => true,
+        _ => false,
+    };
+    req.verify_signature().map_err(|e| CaError::CsrSignature {
+        algorithm: req.signature_algorithm.algorithm.to_id_string(),
+        reason: e.to_string(),
+    })?;
+    let spki_der = req.certification_request_info.subject_pki.raw.to_vec();
+    SubjectPublicKeyInfo::from_der(&spki_der).map_err(|e| {
+        invalid(
+            "csr.public_key",
+            "an ECDSA P-256/P-384, Ed25519 or RSA key",
+            e,
+        )
+    })?;
+    Ok(CheckedCsr { spki_der, is_rsa })
 }
 
 /// The public key (SubjectPublicKeyInfo, PEM `PUBLIC KEY`) of a PEM certificate.
