@@ -339,7 +339,7 @@ async fn serve(
 }
 
 /// The HTTP/1.1 server of one connection. HTTP/1.1 is the only protocol: TLS offers only
-/// `http/1.1` in ALPN, and a client that sends HTTP/2's preface anyway gets an error.
+/// `http/1.1` in ALPN, and a connection that sends HTTP/2's preface anyway is closed unanswered.
 fn http1(limits: &Limits) -> hyper::server::conn::http1::Builder {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
